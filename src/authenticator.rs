@@ -1,0 +1,620 @@
+//! The one decision point: a token string (and, for Basic, a username) in, a
+//! [`Principal`] or an [`AuthError`] out, with a moka cache in front of the store.
+//!
+//! The HTTP layer, the axum extractor, the password adapter for SFTP/WebDAV gateways and
+//! the CLI all call [`Authenticator`]; none of them decides anything on its own.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use tower_pat::{Authenticator, MemoryStore, NewToken};
+//!
+//! let auth = Authenticator::builder(Arc::new(MemoryStore::new())).build();
+//! let created = auth.create(NewToken::new("alice", "laptop")).await.unwrap();
+//! let principal = auth.authenticate(created.token.expose()).await.unwrap();
+//! assert_eq!(&*principal.owner, "alice");
+//! # }
+//! ```
+//!
+//! # Cache
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | [`with_cache_ttl`](AuthenticatorBuilder::with_cache_ttl) | 30 s | how long a found token is served from memory; the worst-case staleness of a revocation that reaches this replica by no other way |
+//! | [`with_negative_ttl`](AuthenticatorBuilder::with_negative_ttl) | 10 s | how long an unknown id is remembered |
+//! | [`with_capacity`](AuthenticatorBuilder::with_capacity) | 100,000 | found tokens kept |
+//! | [`with_negative_capacity`](AuthenticatorBuilder::with_negative_capacity) | 10,000 | unknown ids kept (separate, so a flood of random ids cannot evict real tokens) |
+//! | [`with_store_timeout`](AuthenticatorBuilder::with_store_timeout) | 5 s | a store read slower than this is a store failure (503) |
+//! | [`with_refresh_interval`](AuthenticatorBuilder::with_refresh_interval) | `min(window/10, 60 s)` for sliding tokens, 60 s otherwise | at most one `last_used`/expiry write per token per interval |
+//!
+//! Store errors are never cached. Concurrent misses for one id make one store read.
+//! [`Authenticator::invalidate`] wins against a read already in flight: an entry loaded
+//! before the invalidation is never served after it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use moka::future::Cache;
+use time::OffsetDateTime;
+
+use crate::clock::{self, Clock, SystemClock};
+use crate::error::{AuthError, InvalidReason};
+use crate::expiry::Expiry;
+use crate::principal::Principal;
+use crate::record::TokenRecord;
+use crate::scope::{ScopeHierarchy, ScopeSet};
+use crate::store::{StoreError, TokenStore, Touch};
+use crate::token::{MintedToken, Secret, TokenFormat, TokenId};
+
+const STRIPES: usize = 1024;
+const NONE_I64: i64 = i64::MIN;
+
+/// Checks tokens. Cheap to clone: clones share the cache and the store.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn TokenStore>,
+    format: TokenFormat,
+    hierarchy: Arc<ScopeHierarchy>,
+    clock: Arc<dyn Clock>,
+    positive: Cache<TokenId, Arc<Live>>,
+    negative: Cache<TokenId, ()>,
+    /// Invalidation epochs: `epochs[stripe(id)]` is the global epoch of the last
+    /// invalidation of an id in that stripe. An entry loaded at an older epoch is stale.
+    epoch: AtomicU64,
+    epochs: Box<[AtomicU64]>,
+    dirty: Mutex<HashMap<TokenId, Arc<Live>>>,
+    store_timeout: Duration,
+    refresh_interval: Option<Duration>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("store", &self.inner.store)
+            .field("format", &self.inner.format)
+            .field("cached", &self.inner.positive.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cached token: the stored record plus its in-memory use state (write-behind).
+struct Live {
+    record: TokenRecord,
+    owner: Arc<str>,
+    name: Arc<str>,
+    scopes: Arc<ScopeSet>,
+    loaded_epoch: u64,
+    last_used: AtomicI64,
+    expires_at: AtomicI64,
+    written_at: AtomicI64,
+    dirty: AtomicBool,
+}
+
+impl Live {
+    fn new(record: TokenRecord, loaded_epoch: u64, now: i64) -> Self {
+        Self {
+            owner: record.owner.as_str().into(),
+            name: record.name.as_str().into(),
+            scopes: Arc::new(record.scopes.clone()),
+            loaded_epoch,
+            last_used: AtomicI64::new(record.last_used.map_or(NONE_I64, |t| t.unix_timestamp())),
+            expires_at: AtomicI64::new(record.expires_at.map_or(i64::MAX, |t| t.unix_timestamp())),
+            written_at: AtomicI64::new(now),
+            dirty: AtomicBool::new(false),
+            record,
+        }
+    }
+
+    fn expires_at(&self) -> Option<OffsetDateTime> {
+        match self.expires_at.load(Ordering::Acquire) {
+            i64::MAX => None,
+            s => Some(clock::from_unix(s)),
+        }
+    }
+
+    fn touch(&self) -> Touch {
+        let last = self.last_used.load(Ordering::Acquire);
+        Touch {
+            last_used: clock::from_unix(if last == NONE_I64 { 0 } else { last }),
+            expires_at: self.record.expiry.is_sliding().then(|| self.expires_at()).flatten(),
+        }
+    }
+}
+
+enum Miss {
+    Unknown,
+    Store(Arc<StoreError>),
+}
+
+/// Builds an [`Authenticator`]. Every setting has a documented default.
+#[must_use]
+pub struct AuthenticatorBuilder {
+    store: Arc<dyn TokenStore>,
+    format: TokenFormat,
+    hierarchy: ScopeHierarchy,
+    clock: Arc<dyn Clock>,
+    cache_ttl: Duration,
+    negative_ttl: Duration,
+    capacity: u64,
+    negative_capacity: u64,
+    store_timeout: Duration,
+    refresh_interval: Option<Duration>,
+}
+
+impl fmt::Debug for AuthenticatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthenticatorBuilder")
+            .field("store", &self.store)
+            .field("format", &self.format)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("capacity", &self.capacity)
+            .field("store_timeout", &self.store_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthenticatorBuilder {
+    /// Token format (prefix); default `pat`.
+    pub fn with_format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Scope hierarchy; default [`ScopeHierarchy::default`].
+    pub fn with_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
+        self.hierarchy = hierarchy;
+        self
+    }
+
+    /// Clock; default the system clock. Tests use [`crate::clock::ManualClock`].
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long a found token is served from the cache (default 30 s). This bounds how
+    /// long a revocation made elsewhere can go unseen when no change message arrives.
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// How long an unknown id is remembered (default 10 s).
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Most tokens cached (default 100,000).
+    pub fn with_capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Most unknown ids cached (default 10,000).
+    pub fn with_negative_capacity(mut self, capacity: u64) -> Self {
+        self.negative_capacity = capacity;
+        self
+    }
+
+    /// Longest a store call may take before it counts as a failure (default 5 s).
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Fixed interval between write-behind writes of one token (default
+    /// `min(window/10, 60 s)` for sliding tokens, 60 s for others; at least 1 s).
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval.max(Duration::from_secs(1)));
+        self
+    }
+
+    /// Builds the authenticator. When the store can tell about changes made by other
+    /// replicas, and a tokio runtime is running, a task follows them and drops changed
+    /// tokens from this cache.
+    pub fn build(self) -> Authenticator {
+        let inner = Arc::new(Inner {
+            positive: Cache::builder()
+                .max_capacity(self.capacity)
+                .time_to_live(self.cache_ttl)
+                .build(),
+            negative: Cache::builder()
+                .max_capacity(self.negative_capacity)
+                .time_to_live(self.negative_ttl)
+                .build(),
+            epoch: AtomicU64::new(1),
+            epochs: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            dirty: Mutex::new(HashMap::new()),
+            store: self.store,
+            format: self.format,
+            hierarchy: Arc::new(self.hierarchy),
+            clock: self.clock,
+            store_timeout: self.store_timeout,
+            refresh_interval: self.refresh_interval,
+        });
+        if let (Some(mut rx), Ok(handle)) = (
+            inner.store.subscribe_changes(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let weak = Arc::downgrade(&inner);
+            handle.spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    let id = match rx.recv().await {
+                        Ok(id) => Some(id),
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "missed token change messages; clearing the cache");
+                            None
+                        }
+                        Err(RecvError::Closed) => return,
+                    };
+                    let Some(inner) = weak.upgrade() else { return };
+                    match id {
+                        Some(id) => inner.invalidate_local(&id).await,
+                        None => inner.invalidate_all_local(),
+                    }
+                }
+            });
+        }
+        Authenticator { inner }
+    }
+}
+
+/// What to create: see [`Authenticator::create`]. The management API offers more
+/// (policies, rights); this is the minimum.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NewToken {
+    /// Owner (login name).
+    pub owner: String,
+    /// Label.
+    pub name: String,
+    /// Scopes; empty = full access of the owner.
+    pub scopes: ScopeSet,
+    /// Expiry; default never.
+    pub expiry: Expiry,
+}
+
+impl NewToken {
+    /// A never-expiring, full-access token for `owner` named `name`.
+    pub fn new(owner: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            name: name.into(),
+            scopes: ScopeSet::full_access(),
+            expiry: Expiry::Never,
+        }
+    }
+
+    /// With these scopes.
+    pub fn with_scopes(mut self, scopes: ScopeSet) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// With this expiry.
+    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+}
+
+/// A created token: its record, and the token string, shown this once.
+#[derive(Debug)]
+pub struct CreatedToken {
+    /// What was stored (the secret's hash only).
+    pub record: TokenRecord,
+    /// The full token. Show it once; it cannot be recovered.
+    pub token: Secret,
+}
+
+impl Authenticator {
+    /// Starts building an authenticator over `store`.
+    pub fn builder(store: Arc<dyn TokenStore>) -> AuthenticatorBuilder {
+        AuthenticatorBuilder {
+            store,
+            format: TokenFormat::default(),
+            hierarchy: ScopeHierarchy::default(),
+            clock: Arc::new(SystemClock),
+            cache_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(10),
+            capacity: 100_000,
+            negative_capacity: 10_000,
+            store_timeout: Duration::from_secs(5),
+            refresh_interval: None,
+        }
+    }
+
+    /// An authenticator with every default.
+    pub fn new(store: Arc<dyn TokenStore>) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.inner.store
+    }
+
+    /// The token format.
+    pub fn format(&self) -> &TokenFormat {
+        &self.inner.format
+    }
+
+    /// The scope hierarchy.
+    pub fn hierarchy(&self) -> &Arc<ScopeHierarchy> {
+        &self.inner.hierarchy
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Mints and stores a new token. The returned [`CreatedToken::token`] is the only
+    /// time the token string exists outside its holder.
+    pub async fn create(&self, new: NewToken) -> Result<CreatedToken, StoreError> {
+        let MintedToken {
+            id,
+            secret_hash,
+            token,
+        } = self.inner.format.mint();
+        let now = self.inner.clock.now();
+        let record = TokenRecord::new(id, new.owner, new.name, new.scopes, new.expiry, secret_hash, now);
+        self.inner.with_timeout(self.inner.store.insert(&record)).await?;
+        Ok(CreatedToken { record, token })
+    }
+
+    /// Checks a token from `Authorization: Bearer`.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.inner.check(token, None).await
+    }
+
+    /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
+    /// token and the username must be its owner. Same decision as
+    /// [`authenticate`](Self::authenticate) otherwise.
+    pub async fn authenticate_basic(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
+        self.inner.check(password, Some(username)).await
+    }
+
+    /// Drops `id` from this cache, also winning against a store read already in flight,
+    /// and tells other replicas through the store. Call after changing the token in the
+    /// store.
+    pub async fn invalidate(&self, id: &TokenId) -> Result<(), StoreError> {
+        self.inner.invalidate_local(id).await;
+        self.inner.with_timeout(self.inner.store.publish_change(id)).await
+    }
+
+    /// Drops every cached token (used when change messages may have been lost).
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all_local();
+    }
+
+    /// Writes every pending `last_used`/sliding-expiry update to the store. Call on
+    /// shutdown. Returns how many tokens were written; the first error is returned after
+    /// trying them all (failed ones stay pending).
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        let pending: Vec<Arc<Live>> = {
+            let mut dirty = self.inner.lock_dirty();
+            dirty.drain().map(|(_, v)| v).collect()
+        };
+        let mut written = 0;
+        let mut first_err = None;
+        for live in pending {
+            match self.inner.write_back(&live).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(written), Err)
+    }
+
+    /// Tokens in the cache now (approximate).
+    pub fn cached_tokens(&self) -> u64 {
+        self.inner.positive.entry_count()
+    }
+
+    /// Runs the cache's pending maintenance (useful before reading
+    /// [`cached_tokens`](Self::cached_tokens)).
+    pub async fn sync_cache(&self) {
+        self.inner.positive.run_pending_tasks().await;
+        self.inner.negative.run_pending_tasks().await;
+    }
+}
+
+impl Inner {
+    async fn with_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.store_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+        }
+    }
+
+    fn lock_dirty(&self) -> std::sync::MutexGuard<'_, HashMap<TokenId, Arc<Live>>> {
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn check(self: &Arc<Self>, token: &str, username: Option<&str>) -> Result<Principal, AuthError> {
+        let parsed = self.format.parse(token).inspect_err(|e| {
+            tracing::debug!(error = %e, "refused a malformed token");
+        })?;
+        let id = parsed.id;
+        let hash = parsed.secret_hash();
+        let now = self.clock.now();
+        let mut reloaded = false;
+        loop {
+            let live = self.lookup(&id).await.inspect_err(|e| {
+                tracing::debug!(token_id = %id, error = %e, "token refused");
+            })?;
+            let r = &live.record;
+            let secret_ok = r.secret_hash.ct_eq(&hash)
+                | r.previous_secret
+                    .is_some_and(|p| p.hash.ct_eq(&hash) && now < p.valid_until);
+            let reason = if !secret_ok {
+                Some(InvalidReason::WrongSecret)
+            } else if username.is_some_and(|u| u != r.owner) {
+                Some(InvalidReason::WrongUser)
+            } else if !r.active {
+                Some(InvalidReason::Disabled)
+            } else if live.expires_at().is_some_and(|e| e <= now) {
+                // Another replica may have slid it: ask the store once before refusing.
+                if r.expiry.is_sliding() && !reloaded {
+                    reloaded = true;
+                    self.invalidate_local(&id).await;
+                    continue;
+                }
+                Some(InvalidReason::Expired)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                tracing::debug!(token_id = %id, %reason, "token refused");
+                return Err(AuthError::Invalid(reason));
+            }
+            self.record_use(&live, now);
+            tracing::trace!(token_id = %id, owner = %live.owner, "token accepted");
+            return Ok(Principal {
+                owner: live.owner.clone(),
+                token_id: id,
+                token_name: live.name.clone(),
+                scopes: live.scopes.clone(),
+                expires_at: live.expires_at(),
+                hierarchy: self.hierarchy.clone(),
+            });
+        }
+    }
+
+    async fn lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<Live>, AuthError> {
+        if self.negative.contains_key(id) {
+            return Err(AuthError::Invalid(InvalidReason::Unknown));
+        }
+        for _ in 0..3 {
+            let load = async {
+                let epoch = self.epoch.load(Ordering::SeqCst);
+                match self.with_timeout(self.store.get(id)).await {
+                    Ok(Some(record)) => Ok(Arc::new(Live::new(
+                        record,
+                        epoch,
+                        self.clock.now().unix_timestamp(),
+                    ))),
+                    Ok(None) => Err(Miss::Unknown),
+                    Err(e) => Err(Miss::Store(Arc::new(e))),
+                }
+            };
+            match self.positive.try_get_with(*id, load).await {
+                Ok(live) if live.loaded_epoch >= self.stripe_epoch(id) => return Ok(live),
+                // Loaded before an invalidation of this id: never serve it.
+                Ok(_) => self.positive.invalidate(id).await,
+                Err(miss) => return Err(self.miss(id, &miss).await),
+            }
+        }
+        // Invalidations keep racing our loads: read the store directly, uncached.
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        match self.with_timeout(self.store.get(id)).await {
+            Ok(Some(record)) => Ok(Arc::new(Live::new(record, epoch, self.clock.now().unix_timestamp()))),
+            Ok(None) => Err(AuthError::Invalid(InvalidReason::Unknown)),
+            Err(e) => Err(AuthError::StoreUnavailable(Arc::new(e))),
+        }
+    }
+
+    async fn miss(&self, id: &TokenId, miss: &Miss) -> AuthError {
+        match miss {
+            Miss::Unknown => {
+                self.negative.insert(*id, ()).await;
+                AuthError::Invalid(InvalidReason::Unknown)
+            }
+            Miss::Store(e) => {
+                tracing::warn!(token_id = %id, error = %e, "token store failed");
+                AuthError::StoreUnavailable(e.clone())
+            }
+        }
+    }
+
+    fn stripe_epoch(&self, id: &TokenId) -> u64 {
+        self.epochs[id.stripe(STRIPES)].load(Ordering::SeqCst)
+    }
+
+    async fn invalidate_local(&self, id: &TokenId) {
+        let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        self.epochs[id.stripe(STRIPES)].fetch_max(e, Ordering::SeqCst);
+        self.positive.invalidate(id).await;
+        self.negative.invalidate(id).await;
+    }
+
+    fn invalidate_all_local(&self) {
+        let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        for s in self.epochs.iter() {
+            s.fetch_max(e, Ordering::SeqCst);
+        }
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
+    fn refresh_interval(&self, record: &TokenRecord) -> i64 {
+        let d = self.refresh_interval.unwrap_or_else(|| match record.window() {
+            Some(w) => (w / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            None => Duration::from_secs(60),
+        });
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Write-behind: update the cached values now, the store at most once per interval.
+    fn record_use(self: &Arc<Self>, live: &Arc<Live>, now: OffsetDateTime) {
+        let now_s = now.unix_timestamp();
+        live.last_used.fetch_max(now_s, Ordering::AcqRel);
+        if let Some(new) = live.record.expiry.expires_at_from(now) {
+            if live.record.expiry.is_sliding() {
+                live.expires_at.fetch_max(new.unix_timestamp(), Ordering::AcqRel);
+            }
+        }
+        if !live.dirty.load(Ordering::Acquire) && !live.dirty.swap(true, Ordering::AcqRel) {
+            self.lock_dirty().insert(live.record.id, live.clone());
+        }
+        let written = live.written_at.load(Ordering::Acquire);
+        if now_s.saturating_sub(written) >= self.refresh_interval(&live.record)
+            && live
+                .written_at
+                .compare_exchange(written, now_s, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let (inner, live) = (self.clone(), live.clone());
+                handle.spawn(async move {
+                    let _ = inner.write_back(&live).await;
+                });
+            }
+        }
+    }
+
+    async fn write_back(&self, live: &Arc<Live>) -> Result<(), StoreError> {
+        live.dirty.store(false, Ordering::Release);
+        {
+            let mut dirty = self.lock_dirty();
+            if dirty.get(&live.record.id).is_some_and(|d| Arc::ptr_eq(d, live)) {
+                dirty.remove(&live.record.id);
+            }
+        }
+        let touch = live.touch();
+        let res = self.with_timeout(self.store.touch(&live.record.id, &touch)).await;
+        if let Err(e) = &res {
+            tracing::warn!(token_id = %live.record.id, error = %e, "could not record token use; will retry");
+            if !live.dirty.swap(true, Ordering::AcqRel) {
+                self.lock_dirty().insert(live.record.id, live.clone());
+            }
+        }
+        res
+    }
+}

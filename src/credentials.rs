@@ -1,0 +1,250 @@
+//! Reading credentials from a request: `Authorization: Bearer <token>` or
+//! `Authorization: Basic base64(user:token)` (RFC 6750 §2.1, RFC 7617 §2).
+//!
+//! Parsing is strict: one `Authorization` header, a known scheme (any case), exactly one
+//! credential, and no `access_token` in the query string (RFC 6750 §2: one method only).
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+//! use tower_pat::credentials::{parse_authorization, Credentials, ParseOptions};
+//!
+//! let mut h = HeaderMap::new();
+//! h.insert(AUTHORIZATION, HeaderValue::from_static("bearer pat_abc"));
+//! match parse_authorization(&h, &ParseOptions::default()).unwrap() {
+//!     Some(Credentials::Bearer(t)) => assert_eq!(t, "pat_abc"),
+//!     _ => unreachable!(),
+//! }
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::HeaderMap;
+
+use crate::token::Secret;
+
+/// Default cap on the `Authorization` header's length, in bytes.
+pub const DEFAULT_MAX_HEADER_LEN: usize = 4096;
+
+/// Credentials found in a request.
+pub enum Credentials<'a> {
+    /// `Bearer <token>`: the token, borrowed from the header.
+    Bearer(&'a str),
+    /// `Basic …`: the decoded username and password.
+    Basic {
+        /// The username (the token's owner).
+        username: String,
+        /// The password (the token).
+        password: Secret,
+    },
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Bearer(t) => write!(f, "Bearer({})", crate::token::redact(t)),
+            Credentials::Basic { username, password } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", password)
+                .finish(),
+        }
+    }
+}
+
+/// Which schemes to accept and how long a header may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// Accept `Bearer` (default true).
+    pub bearer: bool,
+    /// Accept `Basic` (default true).
+    pub basic: bool,
+    /// Longest `Authorization` value accepted (default 4096 bytes).
+    pub max_len: usize,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self {
+            bearer: true,
+            basic: true,
+            max_len: DEFAULT_MAX_HEADER_LEN,
+        }
+    }
+}
+
+/// Why the `Authorization` header is malformed (answered with 400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialsError {
+    /// More than one `Authorization` header.
+    #[error("more than one Authorization header")]
+    MultipleHeaders,
+    /// The header is longer than the configured cap.
+    #[error("Authorization header too long")]
+    TooLong,
+    /// The header holds bytes other than visible ASCII and spaces.
+    #[error("Authorization header holds invalid characters")]
+    InvalidCharacters,
+    /// The scheme is not followed by exactly one credential.
+    #[error("Authorization header must be '<scheme> <credential>'")]
+    Syntax,
+    /// The Basic credential is not standard, padded base64.
+    #[error("Basic credential is not valid base64")]
+    Base64,
+    /// The decoded Basic credential is not UTF-8, has no colon, or holds control characters.
+    #[error("Basic credential must be UTF-8 'user:password' without control characters")]
+    BasicContent,
+    /// An `access_token` query parameter: only one way of sending a token is allowed.
+    #[error("access_token in the query string is not accepted")]
+    QueryToken,
+}
+
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+/// Whether a query string carries an `access_token` parameter.
+pub fn query_has_token(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token")))
+    })
+}
+
+/// Reads the request's credentials. `Ok(None)`: none, or a scheme that is switched off
+/// or unknown (answered with a 401 challenge). `Err`: a malformed header (400).
+pub fn parse_authorization<'a>(
+    headers: &'a HeaderMap,
+    options: &ParseOptions,
+) -> Result<Option<Credentials<'a>>, CredentialsError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(CredentialsError::MultipleHeaders);
+    }
+    if value.len() > options.max_len {
+        return Err(CredentialsError::TooLong);
+    }
+    let value = value
+        .to_str()
+        .ok()
+        .filter(|v| !v.contains('\t'))
+        .ok_or(CredentialsError::InvalidCharacters)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let credential = rest.trim_start_matches(' ');
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if !options.bearer {
+            return Ok(None);
+        }
+        if !is_b64token(credential) {
+            return Err(CredentialsError::Syntax);
+        }
+        return Ok(Some(Credentials::Bearer(credential)));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        if !options.basic {
+            return Ok(None);
+        }
+        if credential.is_empty() || credential.contains(' ') {
+            return Err(CredentialsError::Syntax);
+        }
+        let (username, password) = decode_basic(credential)?;
+        return Ok(Some(Credentials::Basic { username, password }));
+    }
+    Ok(None)
+}
+
+/// Decodes a Basic credential (`base64(user:password)`), splitting on the first colon.
+pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(credential)
+        .map_err(|_| CredentialsError::Base64)?;
+    let text = String::from_utf8(bytes).map_err(|_| CredentialsError::BasicContent)?;
+    if text.chars().any(char::is_control) {
+        return Err(CredentialsError::BasicContent);
+    }
+    let (user, pass) = text.split_once(':').ok_or(CredentialsError::BasicContent)?;
+    Ok((user.to_owned(), Secret::new(pass)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn parse(v: &[u8]) -> Result<Option<String>, CredentialsError> {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        parse_authorization(&h, &ParseOptions::default()).map(|c| {
+            c.map(|c| match c {
+                Credentials::Bearer(t) => format!("bearer:{t}"),
+                Credentials::Basic { username, password } => format!("basic:{username}:{}", password.expose()),
+            })
+        })
+    }
+
+    fn b64(s: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn bearer() {
+        assert_eq!(parse(b"Bearer abc").unwrap().unwrap(), "bearer:abc");
+        assert_eq!(parse(b"bearer abc").unwrap().unwrap(), "bearer:abc");
+        assert_eq!(parse(b"BEARER   abc==").unwrap().unwrap(), "bearer:abc==");
+        for bad in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer a,b", b"Bearer \"a\"", b"Bearer =", b"Bearer a=b", b"Bearer\ta"] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(parse(b"Bearer \xffabc").unwrap_err(), CredentialsError::InvalidCharacters);
+        assert!(parse(b"Digest abc").unwrap().is_none());
+    }
+
+    #[test]
+    fn basic() {
+        let ok = format!("Basic {}", b64(b"alice:pat_x:y"));
+        assert_eq!(parse(ok.as_bytes()).unwrap().unwrap(), "basic:alice:pat_x:y");
+        let ok = format!("basic {}", b64(b":"));
+        assert_eq!(parse(ok.as_bytes()).unwrap().unwrap(), "basic::");
+        for bad in [
+            "Basic".to_owned(),
+            "Basic pat_abc_def".to_owned(),
+            "Basic !!!!".to_owned(),
+            format!("Basic {}", b64(b"no-colon")),
+            format!("Basic {}", b64(b"a:b\0")),
+            format!("Basic {}", b64(b"a:b\tc")),
+            format!("Basic {}", b64(b"a:b\r\nc")),
+            format!("Basic {}", b64(b"a:\xff")),
+            format!("Basic {}", b64(b"a:\xc0\xaf")),
+            format!("Basic {}", base64::engine::general_purpose::URL_SAFE.encode(b"a:>>>?")),
+            format!("Basic {} x", b64(b"a:b")),
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_and_switches() {
+        let mut h = HeaderMap::new();
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+        assert_eq!(parse_authorization(&h, &ParseOptions::default()).unwrap_err(), CredentialsError::MultipleHeaders);
+        let long = format!("Bearer {}", "a".repeat(5000));
+        assert_eq!(parse(long.as_bytes()).unwrap_err(), CredentialsError::TooLong);
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic YTpi"));
+        let opts = ParseOptions { basic: false, ..Default::default() };
+        assert!(parse_authorization(&h, &opts).unwrap().is_none());
+        assert!(query_has_token(Some("a=1&access_token=x")));
+        assert!(query_has_token(Some("ACCESS_TOKEN")));
+        assert!(!query_has_token(Some("my_access_token_x=1")));
+        assert!(!query_has_token(None));
+    }
+}

@@ -1,0 +1,28 @@
+//! The axum extractor for [`Principal`] (feature `axum`).
+//!
+//! ```
+//! use tower_pat::Principal;
+//!
+//! async fn whoami(principal: Principal) -> String {
+//!     principal.owner.to_string()
+//! }
+//! ```
+//!
+//! Without [`crate::PatLayer`] in front, extraction fails with a 500 that says so.
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+
+use crate::principal::Principal;
+use crate::rejection::{Challenge, Rejection, RejectionKind};
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            let challenge = parts.extensions.get::<Challenge>().cloned().unwrap_or_default();
+            Rejection::new(RejectionKind::MissingPrincipal, challenge)
+        })
+    }
+}

@@ -1,0 +1,57 @@
+//! [`Principal`]: who a valid token acts for, and what it may do.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::scope::{Scope, ScopeHierarchy, ScopeSet};
+use crate::token::TokenId;
+
+/// The result of a successful authentication; the layer puts it in the request's
+/// extensions. Holds no secret. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user the token acts for.
+    pub owner: Arc<str>,
+    /// The token's public id.
+    pub token_id: TokenId,
+    /// The token's name.
+    pub token_name: Arc<str>,
+    /// The token's scopes; empty = full access of the owner.
+    pub scopes: Arc<ScopeSet>,
+    /// When the token expires (after this use, for sliding tokens); `None` = never.
+    pub expires_at: Option<OffsetDateTime>,
+    pub(crate) hierarchy: Arc<ScopeHierarchy>,
+}
+
+impl Principal {
+    /// Whether the token grants `needed`.
+    pub fn allows(&self, needed: &Scope) -> bool {
+        self.scopes.allows(needed, &self.hierarchy)
+    }
+
+    /// The first scope of `needed` the token lacks, if any.
+    pub fn missing<'a>(&self, needed: &'a ScopeSet) -> Option<&'a Scope> {
+        self.scopes.missing(needed, &self.hierarchy)
+    }
+
+    /// The hierarchy the token's scopes are judged under.
+    pub fn hierarchy(&self) -> &ScopeHierarchy {
+        &self.hierarchy
+    }
+}
+
+impl serde::Serialize for Principal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Principal", 4)?;
+        st.serialize_field("owner", &*self.owner)?;
+        st.serialize_field("token_id", &self.token_id)?;
+        st.serialize_field("scopes", &*self.scopes)?;
+        let exp = self
+            .expires_at
+            .and_then(|e| e.format(&time::format_description::well_known::Rfc3339).ok());
+        st.serialize_field("expires_at", &exp)?;
+        st.end()
+    }
+}

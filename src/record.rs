@@ -1,0 +1,89 @@
+//! The stored form of a token: [`TokenRecord`].
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::expiry::Expiry;
+use crate::scope::ScopeSet;
+use crate::token::{SecretHash, TokenId};
+
+/// Everything a store keeps about one token. The secret itself is never here: only its
+/// SHA-256 ([`SecretHash`]), whose `Debug` is redacted too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public id.
+    pub id: TokenId,
+    /// The user the token acts for (the login name Basic auth sends).
+    pub owner: String,
+    /// Label, e.g. "terraform prod". Searchable.
+    pub name: String,
+    /// What it may do; empty = everything its owner may do.
+    pub scopes: ScopeSet,
+    /// How it expires.
+    pub expiry: Expiry,
+    /// The effective expiry now (for auto-refresh tokens, the sliding value); `None` = never.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Disabled tokens are kept but refused.
+    pub active: bool,
+    /// Creation time.
+    pub created: OffsetDateTime,
+    /// Last change through the management API.
+    pub modified: OffsetDateTime,
+    /// Last successful use; `None` until the first.
+    pub last_used: Option<OffsetDateTime>,
+    /// SHA-256 of the secret.
+    pub secret_hash: SecretHash,
+    /// After a rotation with a grace period: the old secret's hash and when it stops working.
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// The secret a rotated token had, valid until `valid_until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousSecret {
+    /// SHA-256 of the old secret.
+    pub hash: SecretHash,
+    /// When the old secret stops working.
+    pub valid_until: OffsetDateTime,
+}
+
+impl TokenRecord {
+    /// A new active record created at `now`.
+    pub fn new(
+        id: TokenId,
+        owner: impl Into<String>,
+        name: impl Into<String>,
+        scopes: ScopeSet,
+        expiry: Expiry,
+        secret_hash: SecretHash,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            owner: owner.into(),
+            name: name.into(),
+            scopes,
+            expires_at: expiry.expires_at_from(now),
+            expiry,
+            active: true,
+            created: now,
+            modified: now,
+            last_used: None,
+            secret_hash,
+            previous_secret: None,
+        }
+    }
+
+    /// Whether the token has expired at `now` (a token expiring exactly now has expired).
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+
+    /// The sliding window, for auto-refresh tokens.
+    pub fn window(&self) -> Option<Duration> {
+        match self.expiry {
+            Expiry::AutoRefresh { window, .. } => Some(window),
+            _ => None,
+        }
+    }
+}
