@@ -1,1 +1,108 @@
-fn main(){}
+//! A small axum server protected by tower-pat.
+//!
+//! At start it mints a token for user `demo` and prints `token: <value>` (the only time).
+//!
+//! Environment: `PAT_LISTEN` (default `127.0.0.1:3000`), `PAT_STORE_URL` (default
+//! `sqlite://quickstart.db`), `PAT_DEMO_SCOPES` (comma-separated; empty = full access),
+//! `PAT_DEMO_EXPIRE` (e.g. `20d`) or `PAT_DEMO_AUTO` (auto-refresh window in seconds).
+//!
+//! Routes: `GET /whoami` (any valid token), `GET /nodes/{uuid}` (needs `node:{uuid}:r`),
+//! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_pat::expiry::parse_duration;
+use tower_pat::layer::node_scopes;
+use tower_pat::{
+    Authenticator, Expiry, NewToken, PatLayer, Principal, RequireScopesLayer, ScopeSet,
+};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+async fn run() -> Result<(), String> {
+    let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let store_url = env("PAT_STORE_URL").unwrap_or_else(|| "sqlite://quickstart.db".to_owned());
+    let scopes: ScopeSet = env("PAT_DEMO_SCOPES")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| format!("PAT_DEMO_SCOPES: {e}"))?;
+    let store = open_store(&store_url).await?;
+    let auth = Authenticator::new(store);
+    let now = auth.clock().now();
+    let expiry = match (env("PAT_DEMO_EXPIRE"), env("PAT_DEMO_AUTO")) {
+        (Some(_), Some(_)) => return Err("set PAT_DEMO_EXPIRE or PAT_DEMO_AUTO, not both".into()),
+        (Some(e), None) => Expiry::hard(
+            now,
+            parse_duration(&e).map_err(|e| format!("PAT_DEMO_EXPIRE: {e}"))?,
+        ),
+        (None, Some(a)) => {
+            let secs: u64 = a.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                format!("PAT_DEMO_AUTO: {a:?} is not a positive number of seconds")
+            })?;
+            Expiry::auto_refresh(now, Duration::from_secs(secs), None)
+        }
+        (None, None) => Expiry::Never,
+    };
+    let created = auth
+        .create(
+            NewToken::new("demo", "quickstart")
+                .with_scopes(scopes)
+                .with_expiry(expiry),
+        )
+        .await
+        .map_err(|e| format!("could not store the demo token: {e}"))?;
+    println!("token: {}", created.token.expose());
+
+    let app = Router::new()
+        .route(
+            "/nodes/{uuid}",
+            get(|| async { "read node\n" }).put(|| async { "wrote node\n" }),
+        )
+        .route_layer(RequireScopesLayer::from_policy(node_scopes("/nodes/")))
+        .route("/whoami", get(|p: Principal| async move { Json(p) }))
+        .layer(PatLayer::new(auth.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    eprintln!("listening on http://{listen} (store {store_url})");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    // Persist pending last-used and sliding-expiry updates.
+    auth.flush()
+        .await
+        .map_err(|e| format!("flush failed: {e}"))?;
+    Ok(())
+}
+
+async fn open_store(url: &str) -> Result<std::sync::Arc<dyn tower_pat::TokenStore>, String> {
+    if url == "memory://" || url.starts_with("sqlite:") {
+        // Until the SQLite store lands every URL runs in memory.
+        return Ok(std::sync::Arc::new(tower_pat::MemoryStore::new()));
+    }
+    Err(format!("unsupported PAT_STORE_URL {url:?}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -123,7 +123,12 @@ impl Live {
         let last = self.last_used.load(Ordering::Acquire);
         Touch {
             last_used: clock::from_unix(if last == NONE_I64 { 0 } else { last }),
-            expires_at: self.record.expiry.is_sliding().then(|| self.expires_at()).flatten(),
+            expires_at: self
+                .record
+                .expiry
+                .is_sliding()
+                .then(|| self.expires_at())
+                .flatten(),
         }
     }
 }
@@ -252,7 +257,10 @@ impl AuthenticatorBuilder {
                     let id = match rx.recv().await {
                         Ok(id) => Some(id),
                         Err(RecvError::Lagged(n)) => {
-                            tracing::warn!(missed = n, "missed token change messages; clearing the cache");
+                            tracing::warn!(
+                                missed = n,
+                                "missed token change messages; clearing the cache"
+                            );
                             None
                         }
                         Err(RecvError::Closed) => return,
@@ -368,8 +376,18 @@ impl Authenticator {
             token,
         } = self.inner.format.mint();
         let now = self.inner.clock.now();
-        let record = TokenRecord::new(id, new.owner, new.name, new.scopes, new.expiry, secret_hash, now);
-        self.inner.with_timeout(self.inner.store.insert(&record)).await?;
+        let record = TokenRecord::new(
+            id,
+            new.owner,
+            new.name,
+            new.scopes,
+            new.expiry,
+            secret_hash,
+            now,
+        );
+        self.inner
+            .with_timeout(self.inner.store.insert(&record))
+            .await?;
         Ok(CreatedToken { record, token })
     }
 
@@ -381,7 +399,11 @@ impl Authenticator {
     /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
     /// token and the username must be its owner. Same decision as
     /// [`authenticate`](Self::authenticate) otherwise.
-    pub async fn authenticate_basic(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
+    pub async fn authenticate_basic(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, AuthError> {
         self.inner.check(password, Some(username)).await
     }
 
@@ -390,7 +412,9 @@ impl Authenticator {
     /// store.
     pub async fn invalidate(&self, id: &TokenId) -> Result<(), StoreError> {
         self.inner.invalidate_local(id).await;
-        self.inner.with_timeout(self.inner.store.publish_change(id)).await
+        self.inner
+            .with_timeout(self.inner.store.publish_change(id))
+            .await
     }
 
     /// Drops every cached token (used when change messages may have been lost).
@@ -447,7 +471,11 @@ impl Inner {
         self.dirty.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn check(self: &Arc<Self>, token: &str, username: Option<&str>) -> Result<Principal, AuthError> {
+    async fn check(
+        self: &Arc<Self>,
+        token: &str,
+        username: Option<&str>,
+    ) -> Result<Principal, AuthError> {
         let parsed = self.format.parse(token).inspect_err(|e| {
             tracing::debug!(error = %e, "refused a malformed token");
         })?;
@@ -524,7 +552,11 @@ impl Inner {
         // Invalidations keep racing our loads: read the store directly, uncached.
         let epoch = self.epoch.load(Ordering::SeqCst);
         match self.with_timeout(self.store.get(id)).await {
-            Ok(Some(record)) => Ok(Arc::new(Live::new(record, epoch, self.clock.now().unix_timestamp()))),
+            Ok(Some(record)) => Ok(Arc::new(Live::new(
+                record,
+                epoch,
+                self.clock.now().unix_timestamp(),
+            ))),
             Ok(None) => Err(AuthError::Invalid(InvalidReason::Unknown)),
             Err(e) => Err(AuthError::StoreUnavailable(Arc::new(e))),
         }
@@ -564,10 +596,12 @@ impl Inner {
     }
 
     fn refresh_interval(&self, record: &TokenRecord) -> i64 {
-        let d = self.refresh_interval.unwrap_or_else(|| match record.window() {
-            Some(w) => (w / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
-            None => Duration::from_secs(60),
-        });
+        let d = self
+            .refresh_interval
+            .unwrap_or_else(|| match record.window() {
+                Some(w) => (w / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+                None => Duration::from_secs(60),
+            });
         i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
     }
 
@@ -577,7 +611,8 @@ impl Inner {
         live.last_used.fetch_max(now_s, Ordering::AcqRel);
         if let Some(new) = live.record.expiry.expires_at_from(now) {
             if live.record.expiry.is_sliding() {
-                live.expires_at.fetch_max(new.unix_timestamp(), Ordering::AcqRel);
+                live.expires_at
+                    .fetch_max(new.unix_timestamp(), Ordering::AcqRel);
             }
         }
         if !live.dirty.load(Ordering::Acquire) && !live.dirty.swap(true, Ordering::AcqRel) {
@@ -603,12 +638,17 @@ impl Inner {
         live.dirty.store(false, Ordering::Release);
         {
             let mut dirty = self.lock_dirty();
-            if dirty.get(&live.record.id).is_some_and(|d| Arc::ptr_eq(d, live)) {
+            if dirty
+                .get(&live.record.id)
+                .is_some_and(|d| Arc::ptr_eq(d, live))
+            {
                 dirty.remove(&live.record.id);
             }
         }
         let touch = live.touch();
-        let res = self.with_timeout(self.store.touch(&live.record.id, &touch)).await;
+        let res = self
+            .with_timeout(self.store.touch(&live.record.id, &touch))
+            .await;
         if let Err(e) = &res {
             tracing::warn!(token_id = %live.record.id, error = %e, "could not record token use; will retry");
             if !live.dirty.swap(true, Ordering::AcqRel) {

@@ -104,16 +104,19 @@ pub enum CredentialsError {
 fn is_b64token(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// Whether a query string carries an `access_token` parameter.
 pub fn query_has_token(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
-        q.split('&')
-            .any(|kv| kv.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("access_token")))
+        q.split('&').any(|kv| {
+            kv.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
+        })
     })
 }
 
@@ -186,7 +189,9 @@ mod tests {
         parse_authorization(&h, &ParseOptions::default()).map(|c| {
             c.map(|c| match c {
                 Credentials::Bearer(t) => format!("bearer:{t}"),
-                Credentials::Basic { username, password } => format!("basic:{username}:{}", password.expose()),
+                Credentials::Basic { username, password } => {
+                    format!("basic:{username}:{}", password.expose())
+                }
             })
         })
     }
@@ -200,17 +205,32 @@ mod tests {
         assert_eq!(parse(b"Bearer abc").unwrap().unwrap(), "bearer:abc");
         assert_eq!(parse(b"bearer abc").unwrap().unwrap(), "bearer:abc");
         assert_eq!(parse(b"BEARER   abc==").unwrap().unwrap(), "bearer:abc==");
-        for bad in [&b"Bearer"[..], b"Bearer ", b"Bearer a b", b"Bearer a,b", b"Bearer \"a\"", b"Bearer =", b"Bearer a=b", b"Bearer\ta"] {
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer a b",
+            b"Bearer a,b",
+            b"Bearer \"a\"",
+            b"Bearer =",
+            b"Bearer a=b",
+            b"Bearer\ta",
+        ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(parse(b"Bearer \xffabc").unwrap_err(), CredentialsError::InvalidCharacters);
+        assert_eq!(
+            parse(b"Bearer \xffabc").unwrap_err(),
+            CredentialsError::InvalidCharacters
+        );
         assert!(parse(b"Digest abc").unwrap().is_none());
     }
 
     #[test]
     fn basic() {
         let ok = format!("Basic {}", b64(b"alice:pat_x:y"));
-        assert_eq!(parse(ok.as_bytes()).unwrap().unwrap(), "basic:alice:pat_x:y");
+        assert_eq!(
+            parse(ok.as_bytes()).unwrap().unwrap(),
+            "basic:alice:pat_x:y"
+        );
         let ok = format!("basic {}", b64(b":"));
         assert_eq!(parse(ok.as_bytes()).unwrap().unwrap(), "basic::");
         for bad in [
@@ -223,7 +243,10 @@ mod tests {
             format!("Basic {}", b64(b"a:b\r\nc")),
             format!("Basic {}", b64(b"a:\xff")),
             format!("Basic {}", b64(b"a:\xc0\xaf")),
-            format!("Basic {}", base64::engine::general_purpose::URL_SAFE.encode(b"a:>>>?")),
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::URL_SAFE.encode(b"a:>>>?")
+            ),
             format!("Basic {} x", b64(b"a:b")),
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad}");
@@ -235,12 +258,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer a"));
         h.append(AUTHORIZATION, HeaderValue::from_static("Bearer b"));
-        assert_eq!(parse_authorization(&h, &ParseOptions::default()).unwrap_err(), CredentialsError::MultipleHeaders);
+        assert_eq!(
+            parse_authorization(&h, &ParseOptions::default()).unwrap_err(),
+            CredentialsError::MultipleHeaders
+        );
         let long = format!("Bearer {}", "a".repeat(5000));
-        assert_eq!(parse(long.as_bytes()).unwrap_err(), CredentialsError::TooLong);
+        assert_eq!(
+            parse(long.as_bytes()).unwrap_err(),
+            CredentialsError::TooLong
+        );
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, HeaderValue::from_static("Basic YTpi"));
-        let opts = ParseOptions { basic: false, ..Default::default() };
+        let opts = ParseOptions {
+            basic: false,
+            ..Default::default()
+        };
         assert!(parse_authorization(&h, &opts).unwrap().is_none());
         assert!(query_has_token(Some("a=1&access_token=x")));
         assert!(query_has_token(Some("ACCESS_TOKEN")));

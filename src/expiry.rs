@@ -45,7 +45,9 @@ mod secs {
     pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_secs)
     }
 }
@@ -59,7 +61,11 @@ impl Expiry {
     }
 
     /// Auto-refresh with `window`, optionally capped `max_lifetime` after `now`.
-    pub fn auto_refresh(now: OffsetDateTime, window: Duration, max_lifetime: Option<Duration>) -> Self {
+    pub fn auto_refresh(
+        now: OffsetDateTime,
+        window: Duration,
+        max_lifetime: Option<Duration>,
+    ) -> Self {
         Expiry::AutoRefresh {
             window: Duration::from_secs(window.as_secs()),
             not_after: max_lifetime.map(|m| clock::add(now, m)),
@@ -131,16 +137,36 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("2w").unwrap().as_secs(), 14 * 86_400);
-        for bad in ["", "d", "0d", "-1d", "1.5h", "20 d", "20D", "1y", "99999999999999d", "+5s", "５s", "é"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "1.5h",
+            "20 d",
+            "20D",
+            "1y",
+            "99999999999999d",
+            "+5s",
+            "５s",
+            "é",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-        assert!(parse_duration("0s").unwrap_err().to_string().contains("20d"));
+        assert!(parse_duration("0s")
+            .unwrap_err()
+            .to_string()
+            .contains("20d"));
     }
 
     #[test]
     fn sliding_is_capped() {
         let now = datetime!(2026-01-01 0:00 UTC);
-        let e = Expiry::auto_refresh(now, Duration::from_secs(3600), Some(Duration::from_secs(5400)));
+        let e = Expiry::auto_refresh(
+            now,
+            Duration::from_secs(3600),
+            Some(Duration::from_secs(5400)),
+        );
         assert_eq!(e.expires_at_from(now), Some(datetime!(2026-01-01 1:00 UTC)));
         assert_eq!(
             e.expires_at_from(datetime!(2026-01-01 1:00 UTC)),
@@ -148,7 +174,10 @@ mod tests {
         );
         assert_eq!(Expiry::Never.expires_at_from(now), None);
         let h = Expiry::hard(now, Duration::from_secs(60));
-        assert_eq!(h.expires_at_from(datetime!(2027-01-01 0:00 UTC)), Some(datetime!(2026-01-01 0:01 UTC)));
+        assert_eq!(
+            h.expires_at_from(datetime!(2027-01-01 0:00 UTC)),
+            Some(datetime!(2026-01-01 0:01 UTC))
+        );
     }
 
     #[test]

@@ -21,7 +21,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
-            let challenge = parts.extensions.get::<Challenge>().cloned().unwrap_or_default();
+            let challenge = parts
+                .extensions
+                .get::<Challenge>()
+                .cloned()
+                .unwrap_or_default();
             Rejection::new(RejectionKind::MissingPrincipal, challenge)
         })
     }

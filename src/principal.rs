@@ -48,9 +48,10 @@ impl serde::Serialize for Principal {
         st.serialize_field("owner", &*self.owner)?;
         st.serialize_field("token_id", &self.token_id)?;
         st.serialize_field("scopes", &*self.scopes)?;
-        let exp = self
-            .expires_at
-            .and_then(|e| e.format(&time::format_description::well_known::Rfc3339).ok());
+        let exp = self.expires_at.and_then(|e| {
+            e.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
         st.serialize_field("expires_at", &exp)?;
         st.end()
     }

@@ -71,9 +71,14 @@ impl Challenge {
         }
         if self.basic {
             let extra = if primary_bearer { "" } else { &params };
-            out.push(format!("Basic realm=\"{}\", charset=\"UTF-8\"{extra}", self.realm));
+            out.push(format!(
+                "Basic realm=\"{}\", charset=\"UTF-8\"{extra}",
+                self.realm
+            ));
         }
-        out.into_iter().filter_map(|v| HeaderValue::try_from(v).ok()).collect()
+        out.into_iter()
+            .filter_map(|v| HeaderValue::try_from(v).ok())
+            .collect()
     }
 }
 
@@ -106,7 +111,9 @@ pub struct Rejection {
 
 impl fmt::Debug for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rejection").field("kind", &self.kind).finish()
+        f.debug_struct("Rejection")
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -131,7 +138,9 @@ impl Rejection {
     pub fn from_auth_error(err: &AuthError, challenge: Challenge) -> Self {
         let kind = match err {
             AuthError::Malformed(_) | AuthError::Invalid(_) => RejectionKind::InvalidToken,
-            AuthError::TooManyAttempts { retry_after } => RejectionKind::TooManyAttempts(*retry_after),
+            AuthError::TooManyAttempts { retry_after } => {
+                RejectionKind::TooManyAttempts(*retry_after)
+            }
             AuthError::StoreUnavailable(_) => RejectionKind::StoreUnavailable(STORE_RETRY_AFTER),
             #[allow(unreachable_patterns)]
             _ => RejectionKind::StoreUnavailable(STORE_RETRY_AFTER),
@@ -157,7 +166,9 @@ impl Rejection {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            RejectionKind::MissingCredentials | RejectionKind::InvalidToken => StatusCode::UNAUTHORIZED,
+            RejectionKind::MissingCredentials | RejectionKind::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
             RejectionKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             RejectionKind::InsufficientScope(_) => StatusCode::FORBIDDEN,
             RejectionKind::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -186,16 +197,23 @@ impl Rejection {
             RejectionKind::InvalidRequest(m) => m.clone(),
             RejectionKind::InvalidToken => "the access token is invalid".to_owned(),
             RejectionKind::InsufficientScope(s) => format!("the access token lacks the scope {s}"),
-            RejectionKind::TooManyAttempts(_) => "too many failed attempts; try again later".to_owned(),
-            RejectionKind::StoreUnavailable(_) => "the token store is unavailable; try again shortly".to_owned(),
-            RejectionKind::MissingPrincipal => "authentication layer missing in front of this route".to_owned(),
+            RejectionKind::TooManyAttempts(_) => {
+                "too many failed attempts; try again later".to_owned()
+            }
+            RejectionKind::StoreUnavailable(_) => {
+                "the token store is unavailable; try again shortly".to_owned()
+            }
+            RejectionKind::MissingPrincipal => {
+                "authentication layer missing in front of this route".to_owned()
+            }
         }
     }
 
     /// The response: status, `WWW-Authenticate` / `Retry-After`, and a small JSON body
     /// `{"error": …, "message": …}`.
     pub fn into_response<B: From<String>>(self) -> Response<B> {
-        let body = serde_json::json!({"error": self.error_code(), "message": self.message()}).to_string();
+        let body =
+            serde_json::json!({"error": self.error_code(), "message": self.message()}).to_string();
         let mut res = Response::new(B::from(body));
         *res.status_mut() = self.status();
         let h = res.headers_mut();
@@ -203,11 +221,13 @@ impl Rejection {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenges = match &self.kind {
             RejectionKind::MissingCredentials => self.challenge.headers(None, None),
-            RejectionKind::InvalidRequest(_) => self.challenge.headers(Some("invalid_request"), None),
-            RejectionKind::InvalidToken => self.challenge.headers(Some("invalid_token"), None),
-            RejectionKind::InsufficientScope(s) => {
-                self.challenge.headers(Some("insufficient_scope"), Some(&s.to_string()))
+            RejectionKind::InvalidRequest(_) => {
+                self.challenge.headers(Some("invalid_request"), None)
             }
+            RejectionKind::InvalidToken => self.challenge.headers(Some("invalid_token"), None),
+            RejectionKind::InsufficientScope(s) => self
+                .challenge
+                .headers(Some("insufficient_scope"), Some(&s.to_string())),
             _ => Vec::new(),
         };
         for c in challenges {

@@ -319,7 +319,11 @@ impl ScopeSet {
     }
 
     /// The first scope of `needed` that these scopes do not grant, if any.
-    pub fn missing<'a>(&self, needed: &'a ScopeSet, hierarchy: &ScopeHierarchy) -> Option<&'a Scope> {
+    pub fn missing<'a>(
+        &self,
+        needed: &'a ScopeSet,
+        hierarchy: &ScopeHierarchy,
+    ) -> Option<&'a Scope> {
         needed.iter().find(|n| !self.allows(n, hierarchy))
     }
 
@@ -449,11 +453,27 @@ mod tests {
     #[test]
     fn rejects_bad_scopes_naming_them() {
         for bad in [
-            "", "Repo:read", "repo:", ":read", "repo::read", "{repo}", "repo:..", "a b", "a,b",
-            "..", "node:xyz:r", "node:*:r", "repo:read\n", "-x", "node:A:r",
-            "node:0B0F8D7E-3F44-4C4E-9D0E-0F6F0B8D2A11:r", "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:x",
-            "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:wr", "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11",
-            "é", ":*",
+            "",
+            "Repo:read",
+            "repo:",
+            ":read",
+            "repo::read",
+            "{repo}",
+            "repo:..",
+            "a b",
+            "a,b",
+            "..",
+            "node:xyz:r",
+            "node:*:r",
+            "repo:read\n",
+            "-x",
+            "node:A:r",
+            "node:0B0F8D7E-3F44-4C4E-9D0E-0F6F0B8D2A11:r",
+            "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:x",
+            "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:wr",
+            "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11",
+            "é",
+            ":*",
         ] {
             let err = bad.parse::<Scope>().unwrap_err();
             assert_eq!(err.scope, bad);

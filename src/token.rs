@@ -417,9 +417,18 @@ mod tests {
     fn rejects_bad_tokens() {
         let f = TokenFormat::default();
         let t = f.mint().token.expose().to_owned();
-        assert_eq!(f.parse(&t.replacen("pat", "pot", 1)).unwrap_err(), TokenFormatError::Prefix);
-        assert_eq!(f.parse(&t[..t.len() - 1]).unwrap_err(), TokenFormatError::Length);
-        assert_eq!(f.parse(&format!("{t}x")).unwrap_err(), TokenFormatError::Length);
+        assert_eq!(
+            f.parse(&t.replacen("pat", "pot", 1)).unwrap_err(),
+            TokenFormatError::Prefix
+        );
+        assert_eq!(
+            f.parse(&t[..t.len() - 1]).unwrap_err(),
+            TokenFormatError::Length
+        );
+        assert_eq!(
+            f.parse(&format!("{t}x")).unwrap_err(),
+            TokenFormatError::Length
+        );
         assert_eq!(f.parse("").unwrap_err(), TokenFormatError::Prefix);
         // Change one secret character: checksum fails.
         let mut bad = t.clone().into_bytes();
@@ -457,7 +466,11 @@ mod tests {
         let m = TokenFormat::default().mint();
         let t = m.token.expose();
         let secret = &t[4 + ID_LEN + 1..];
-        for shown in [format!("{m:?}"), format!("{}", m.token), format!("{:?}", m.token)] {
+        for shown in [
+            format!("{m:?}"),
+            format!("{}", m.token),
+            format!("{:?}", m.token),
+        ] {
             assert!(!shown.contains(secret), "{shown}");
             assert!(shown.contains("****"));
         }

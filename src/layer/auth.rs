@@ -9,7 +9,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authenticator::Authenticator;
-use crate::credentials::{parse_authorization, query_has_token, Credentials, CredentialsError, ParseOptions};
+use crate::credentials::{
+    parse_authorization, query_has_token, Credentials, CredentialsError, ParseOptions,
+};
 use crate::principal::Principal;
 use crate::rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, RejectionKind};
 
@@ -147,7 +149,10 @@ async fn authorize(
 ) -> Result<Principal, Rejection> {
     let challenge = || config.challenge.clone();
     if query_has_token(uri.query()) {
-        return Err(Rejection::from_credentials_error(CredentialsError::QueryToken, challenge()));
+        return Err(Rejection::from_credentials_error(
+            CredentialsError::QueryToken,
+            challenge(),
+        ));
     }
     let creds = parse_authorization(headers, &config.options)
         .map_err(|e| {
@@ -157,7 +162,9 @@ async fn authorize(
         .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, challenge()))?;
     let result = match &creds {
         Credentials::Bearer(token) => auth.authenticate(token).await,
-        Credentials::Basic { username, password } => auth.authenticate_basic(username, password.expose()).await,
+        Credentials::Basic { username, password } => {
+            auth.authenticate_basic(username, password.expose()).await
+        }
     };
     result.map_err(|e| Rejection::from_auth_error(&e, challenge()))
 }

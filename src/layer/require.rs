@@ -47,7 +47,9 @@ where
 ///
 /// let layer = RequireScopesLayer::from_policy(node_scopes("/nodes/"));
 /// ```
-pub fn node_scopes(prefix: &'static str) -> impl Fn(&Parts) -> Result<ScopeSet, RejectionKind> + Clone + Send + Sync + 'static {
+pub fn node_scopes(
+    prefix: &'static str,
+) -> impl Fn(&Parts) -> Result<ScopeSet, RejectionKind> + Clone + Send + Sync + 'static {
     move |parts: &Parts| {
         let bad = |m: &str| RejectionKind::InvalidRequest(m.to_owned());
         let path = parts.uri.path();
@@ -55,7 +57,11 @@ pub fn node_scopes(prefix: &'static str) -> impl Fn(&Parts) -> Result<ScopeSet, 
             .strip_prefix(prefix)
             .ok_or_else(|| bad("path is not under the node prefix"))?;
         let lower = rest.to_ascii_lowercase();
-        if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%2e") || rest.contains('\\') {
+        if lower.contains("%2f")
+            || lower.contains("%5c")
+            || lower.contains("%2e")
+            || rest.contains('\\')
+        {
             return Err(bad("encoded path separators are not accepted"));
         }
         let mut segments = rest.split('/');
@@ -131,7 +137,9 @@ pub struct RequireScopes<S, P = ScopeSet> {
 
 impl<S: fmt::Debug, P> fmt::Debug for RequireScopes<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequireScopes").field("inner", &self.inner).finish_non_exhaustive()
+        f.debug_struct("RequireScopes")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,23 +159,30 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        let challenge = parts.extensions.get::<Challenge>().cloned().unwrap_or_default();
+        let challenge = parts
+            .extensions
+            .get::<Challenge>()
+            .cloned()
+            .unwrap_or_default();
         let verdict = match parts.extensions.get::<Principal>() {
             None => Err(RejectionKind::MissingPrincipal),
-            Some(principal) => self.policy.required(&parts).and_then(|needed| {
-                match principal.missing(&needed) {
-                    Some(scope) => Err(RejectionKind::InsufficientScope(scope.clone())),
-                    None => Ok(()),
-                }
-            }),
+            Some(principal) => {
+                self.policy
+                    .required(&parts)
+                    .and_then(|needed| match principal.missing(&needed) {
+                        Some(scope) => Err(RejectionKind::InsufficientScope(scope.clone())),
+                        None => Ok(()),
+                    })
+            }
         };
         match verdict {
             Ok(()) => Either::Left(self.inner.call(Request::from_parts(parts, body))),
             Err(kind) => {
                 tracing::debug!(kind = ?kind, "request refused by scope policy");
-                Either::Right(futures_util::future::ready(Ok(
-                    Rejection::new(kind, challenge).into_response()
-                )))
+                Either::Right(futures_util::future::ready(Ok(Rejection::new(
+                    kind, challenge,
+                )
+                .into_response())))
             }
         }
     }

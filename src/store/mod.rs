@@ -166,10 +166,17 @@ impl ListQuery {
     /// Whether `r` passes every filter. Stores that filter in memory use this; SQL stores
     /// must agree with it (the conformance suite checks).
     pub fn matches(&self, r: &TokenRecord) -> bool {
-        let icontains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        let icontains =
+            |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
         self.owner.as_ref().is_none_or(|o| &r.owner == o)
-            && self.name_contains.as_ref().is_none_or(|n| icontains(&r.name, n))
-            && self.has_scope.as_ref().is_none_or(|s| r.scopes.iter().any(|x| x == s))
+            && self
+                .name_contains
+                .as_ref()
+                .is_none_or(|n| icontains(&r.name, n))
+            && self
+                .has_scope
+                .as_ref()
+                .is_none_or(|s| r.scopes.iter().any(|x| x == s))
             && self
                 .expires_before
                 .is_none_or(|t| r.expires_at.is_some_and(|e| e < t))
