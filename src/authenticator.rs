@@ -43,6 +43,7 @@ use time::OffsetDateTime;
 use crate::clock::{self, Clock, SystemClock};
 use crate::error::{AuthError, InvalidReason};
 use crate::expiry::Expiry;
+use crate::limit::AttemptLimiter;
 use crate::principal::Principal;
 use crate::record::TokenRecord;
 use crate::scope::{ScopeHierarchy, ScopeSet};
@@ -72,6 +73,7 @@ struct Inner {
     dirty: Mutex<HashMap<TokenId, Arc<Live>>>,
     store_timeout: Duration,
     refresh_interval: Option<Duration>,
+    limiter: AttemptLimiter,
 }
 
 impl fmt::Debug for Authenticator {
@@ -151,6 +153,7 @@ pub struct AuthenticatorBuilder {
     negative_capacity: u64,
     store_timeout: Duration,
     refresh_interval: Option<Duration>,
+    limiter: AttemptLimiter,
 }
 
 impl fmt::Debug for AuthenticatorBuilder {
@@ -223,6 +226,14 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Failed-attempt limiting for [`Authenticator::authenticate_from`] and
+    /// [`Authenticator::authenticate_basic_from`] (and so the HTTP layer); default
+    /// [`AttemptLimiter::default`] (20 failures per client per 60 s).
+    pub fn with_attempt_limiter(mut self, limiter: AttemptLimiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
     /// Builds the authenticator. When the store can tell about changes made by other
     /// replicas, and a tokio runtime is running, a task follows them and drops changed
     /// tokens from this cache.
@@ -245,6 +256,7 @@ impl AuthenticatorBuilder {
             clock: self.clock,
             store_timeout: self.store_timeout,
             refresh_interval: self.refresh_interval,
+            limiter: self.limiter,
         });
         if let (Some(mut rx), Ok(handle)) = (
             inner.store.subscribe_changes(),
@@ -339,6 +351,7 @@ impl Authenticator {
             negative_capacity: 10_000,
             store_timeout: Duration::from_secs(5),
             refresh_interval: None,
+            limiter: AttemptLimiter::default(),
         }
     }
 
@@ -407,6 +420,33 @@ impl Authenticator {
         self.inner.check(password, Some(username)).await
     }
 
+    /// [`authenticate`](Self::authenticate) for a known client (its IP address): refused
+    /// with [`AuthError::TooManyAttempts`] and no store access while the client is locked
+    /// out by the [`AttemptLimiter`].
+    pub async fn authenticate_from(
+        &self,
+        client: &str,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        self.inner
+            .limited(&[client], self.inner.check(token, None))
+            .await
+    }
+
+    /// [`authenticate_basic`](Self::authenticate_basic) for a known client: failures count
+    /// against the client and against the client + username pair.
+    pub async fn authenticate_basic_from(
+        &self,
+        client: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, AuthError> {
+        let pair = format!("{client}\u{0}{username}");
+        self.inner
+            .limited(&[client, &pair], self.inner.check(password, Some(username)))
+            .await
+    }
+
     /// Drops `id` from this cache, also winning against a store read already in flight,
     /// and tells other replicas through the store. Call after changing the token in the
     /// store.
@@ -469,6 +509,25 @@ impl Inner {
 
     fn lock_dirty(&self) -> std::sync::MutexGuard<'_, HashMap<TokenId, Arc<Live>>> {
         self.dirty.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn limited(
+        &self,
+        keys: &[&str],
+        attempt: impl std::future::Future<Output = Result<Principal, AuthError>>,
+    ) -> Result<Principal, AuthError> {
+        let now = self.clock.now().unix_timestamp();
+        if let Err(retry_after) = self.limiter.check(keys, now) {
+            tracing::debug!(retry_after = ?retry_after, "client locked out after failed attempts");
+            return Err(AuthError::TooManyAttempts { retry_after });
+        }
+        let result = attempt.await;
+        match &result {
+            Ok(_) => self.limiter.success(keys),
+            Err(AuthError::Invalid(_) | AuthError::Malformed(_)) => self.limiter.failure(keys, now),
+            Err(_) => {}
+        }
+        result
     }
 
     async fn check(

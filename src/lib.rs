@@ -58,6 +58,7 @@ pub mod expiry;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 pub mod layer;
+pub mod limit;
 pub mod principal;
 pub mod record;
 pub mod rejection;

@@ -644,3 +644,59 @@ async fn password_adapter_matches_the_layer() {
     ));
     assert_no_secret(&[&t], &[format!("{p:?}")]);
 }
+
+#[tokio::test]
+async fn failed_attempts_are_limited_per_client() {
+    logs();
+    let store = Arc::new(TestStore::default());
+    let clock = ManualClock::starting_now();
+    let auth = Authenticator::builder(store.clone())
+        .with_clock(clock.clone())
+        .with_attempt_limiter(tower_pat::limit::AttemptLimiter::new(
+            3,
+            Duration::from_secs(30),
+        ))
+        .build();
+    let app = app(auth.clone());
+    let good = auth.create(NewToken::new("alice", "t")).await.unwrap();
+    let good = good.token.expose().to_owned();
+    let from = |ip: &str, header: String| {
+        let mut req = http::Request::builder()
+            .uri("/whoami")
+            .header("authorization", header)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        req
+    };
+    for _ in 0..3 {
+        let r = send_req(&app, from("10.0.0.1", basic("alice", "pat_wrong"))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let gets = store.gets.load(Ordering::SeqCst);
+    // Locked out: even the right password, and no store access.
+    let r = send_req(&app, from("10.0.0.1", basic("alice", &good))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers.get("retry-after").unwrap(), "30");
+    let r = send_req(&app, from("10.0.0.1", bearer(&good))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(store.gets.load(Ordering::SeqCst), gets);
+    // Another client is served.
+    assert_eq!(
+        send_req(&app, from("10.0.0.2", bearer(&good))).await.status,
+        StatusCode::OK
+    );
+    // The password adapter shares the same limiter.
+    assert!(matches!(
+        auth.authenticate_basic_from("10.0.0.1", "alice", &good)
+            .await,
+        Err(AuthError::TooManyAttempts { .. })
+    ));
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        send_req(&app, from("10.0.0.1", bearer(&good))).await.status,
+        StatusCode::OK
+    );
+}

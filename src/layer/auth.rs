@@ -146,6 +146,7 @@ async fn authorize(
     config: &Config,
     headers: &http::HeaderMap,
     uri: &http::Uri,
+    client: Option<&str>,
 ) -> Result<Principal, Rejection> {
     let challenge = || config.challenge.clone();
     if query_has_token(uri.query()) {
@@ -160,13 +161,29 @@ async fn authorize(
             Rejection::from_credentials_error(e, challenge())
         })?
         .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, challenge()))?;
-    let result = match &creds {
-        Credentials::Bearer(token) => auth.authenticate(token).await,
-        Credentials::Basic { username, password } => {
+    let result = match (&creds, client) {
+        (Credentials::Bearer(token), Some(ip)) => auth.authenticate_from(ip, token).await,
+        (Credentials::Bearer(token), None) => auth.authenticate(token).await,
+        (Credentials::Basic { username, password }, Some(ip)) => {
+            auth.authenticate_basic_from(ip, username, password.expose())
+                .await
+        }
+        (Credentials::Basic { username, password }, None) => {
             auth.authenticate_basic(username, password.expose()).await
         }
     };
     result.map_err(|e| Rejection::from_auth_error(&e, challenge()))
+}
+
+/// The client's address, for failed-attempt limiting: axum's `ConnectInfo<SocketAddr>`,
+/// or a plain `SocketAddr` extension.
+fn client_key(ext: &http::Extensions) -> Option<String> {
+    #[cfg(feature = "axum")]
+    if let Some(info) = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        return Some(info.0.ip().to_string());
+    }
+    ext.get::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
@@ -192,7 +209,9 @@ where
         let config = self.config.clone();
         let on_rejection = self.on_rejection.clone();
         Box::pin(async move {
-            let verdict = authorize(&auth, &config, req.headers(), req.uri()).await;
+            let client = client_key(req.extensions());
+            let verdict =
+                authorize(&auth, &config, req.headers(), req.uri(), client.as_deref()).await;
             match verdict {
                 Ok(principal) => {
                     let ext = req.extensions_mut();
