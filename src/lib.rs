@@ -49,6 +49,9 @@
 //! | `redis` | no | the Redis store |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod authenticator;
 pub mod clock;
 pub mod credentials;
@@ -59,6 +62,7 @@ pub mod expiry;
 pub mod extract;
 pub mod layer;
 pub mod limit;
+pub mod manage;
 pub mod principal;
 pub mod record;
 pub mod rejection;

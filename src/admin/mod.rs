@@ -1,0 +1,41 @@
+//! The admin REST API (feature `admin`): an axum [`Router`](axum::Router) for
+//! `/personal-access-tokens`, thin over [`crate::manage::Manager`], with an OpenAPI 3
+//! document generated from its types.
+//!
+//! Mount it behind [`PatLayer`](crate::PatLayer): each call acts as the caller's
+//! [`Principal`](crate::Principal), with the rights [`Manager`](crate::manage::Manager)
+//! describes (admin scope `pat:admin` for everyone's tokens, otherwise one's own).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use axum::Router;
+//! use tower_pat::{admin, manage::Manager, Authenticator, MemoryStore, PatLayer};
+//!
+//! let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+//! let app: Router = Router::new()
+//!     .merge(admin::router(Manager::new(auth.clone())))
+//!     .layer(PatLayer::new(auth));
+//! # let _ = app;
+//! # }
+//! ```
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `POST /personal-access-tokens` | 201, the token value (only time), `Cache-Control: no-store` |
+//! | `GET /personal-access-tokens` | `{count, next, previous, results}`; `owner-id`, AWX lookups, `search`, `order_by`, `page`, `page_size` |
+//! | `GET /personal-access-tokens/{id}` | the token (never its secret or hash) |
+//! | `PATCH /personal-access-tokens/{id}` | JSON Patch (`application/json-patch+json`), all or nothing |
+//! | `DELETE /personal-access-tokens/{id}` | 204 |
+//! | `POST /personal-access-tokens/{id}/rotate` | the new token value; `{"grace": "1h", "new_id": false}` |
+//! | `GET /personal-access-tokens/openapi.json` | the OpenAPI 3 document |
+//!
+//! Errors are `{"error", "message", "details"}` with 400, 401, 403, 404, 409, 415 or
+//! 503 (with `Retry-After`); 429 comes from the layer in front. Another user's token is
+//! 404 to a non-admin.
+
+mod error;
+mod router;
+
+pub use error::{ApiError, ErrorBody};
+pub use router::{router, AdminApi, TokenList, BASE};

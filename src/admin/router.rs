@@ -1,0 +1,431 @@
+//! The handlers of the admin router and its OpenAPI document.
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use super::error::{ApiError, ErrorBody};
+use crate::manage::filter::{apply_filter, parse_order};
+use crate::manage::json_patch::{self, PatchOperation};
+use crate::manage::{
+    Actor, CreateTokenRequest, IssuedToken, ManageError, Manager, RotateRequest, TokenView,
+};
+use crate::principal::Principal;
+use crate::rejection::Challenge;
+use crate::store::ListQuery;
+
+/// Where the router's routes live.
+pub const BASE: &str = "/personal-access-tokens";
+
+/// A page of tokens, AWX style.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    /// Tokens matching the filters, over all pages.
+    pub count: u64,
+    /// The next page's URL, if any.
+    pub next: Option<String>,
+    /// The previous page's URL, if any.
+    pub previous: Option<String>,
+    /// This page's tokens.
+    pub results: Vec<TokenView>,
+}
+
+/// The caller, from the [`Principal`] that [`crate::PatLayer`] put in the request.
+struct Caller(Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Principal>() {
+            Some(p) => Ok(Caller(Actor::Principal(p.clone()))),
+            None => {
+                let challenge = parts
+                    .extensions
+                    .get::<Challenge>()
+                    .cloned()
+                    .unwrap_or_default();
+                Err(ApiError::unauthorized(challenge.realm()))
+            }
+        }
+    }
+}
+
+/// The admin router: mount it behind [`crate::PatLayer`].
+pub fn router(manager: Manager) -> Router {
+    Router::new()
+        .route(BASE, post(create_token).get(list_tokens))
+        .route(&format!("{BASE}/openapi.json"), get(openapi_json))
+        .route(
+            &format!("{BASE}/{{id}}"),
+            get(get_token).patch(patch_token).delete(delete_token),
+        )
+        .route(&format!("{BASE}/{{id}}/rotate"), post(rotate_token))
+        .with_state(manager)
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_string(value).unwrap_or_default();
+    let mut res = (status, body).into_response();
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn issued_response(status: StatusCode, issued: &IssuedToken) -> Response {
+    let mut res = json_response(status, issued);
+    let h = res.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::try_from(format!("{BASE}/{}", issued.view.id)) {
+        h.insert(LOCATION, v);
+    }
+    res
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ManageError::bad_input("body", format!("the body is not the expected JSON: {e}")).into()
+    })
+}
+
+/// Create a personal access token.
+///
+/// The response holds the token value: the only time it is shown.
+#[utoipa::path(
+    post,
+    path = "/personal-access-tokens",
+    request_body(content = CreateTokenRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; the body holds the token value, shown this once", body = IssuedToken),
+        (status = 400, description = "Bad input (names the field or scope)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A scope the caller's token lacks, or another user", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts", body = ErrorBody),
+        (status = 503, description = "Token store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_token(
+    State(m): State<Manager>,
+    Caller(actor): Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: CreateTokenRequest = json_body(&body)?;
+    let issued = m.create(&actor, req).await?;
+    Ok(issued_response(StatusCode::CREATED, &issued))
+}
+
+/// List personal access tokens.
+///
+/// Non-admins see only their own (`owner-id` defaults to `me`); admins see everyone's
+/// unless `owner-id` is given. Any other query field is a filter; an unknown one is 400.
+#[utoipa::path(
+    get,
+    path = "/personal-access-tokens",
+    params(
+        ("owner-id" = Option<String>, Query, description = "`me` or an owner; admins only for others"),
+        ("name__icontains" = Option<String>, Query, description = "Name contains, case-insensitive"),
+        ("scope" = Option<String>, Query, description = "Holds exactly this scope"),
+        ("expires__lt" = Option<String>, Query, description = "Expires before (RFC 3339)"),
+        ("expires__gt" = Option<String>, Query, description = "Expires after (RFC 3339); never-expiring included"),
+        ("last_used__lte" = Option<String>, Query, description = "Last used at or before (RFC 3339)"),
+        ("last_used__isnull" = Option<bool>, Query, description = "Never used (true) or used (false)"),
+        ("active" = Option<bool>, Query, description = "Enabled or disabled"),
+        ("search" = Option<String>, Query, description = "Free text over name and owner"),
+        ("order_by" = Option<String>, Query, description = "created, last_used, expires or name; '-' prefix for descending"),
+        ("page" = Option<u32>, Query, description = "Page, from 1"),
+        ("page_size" = Option<u32>, Query, description = "Items per page, 1 to 1000 (default 25)"),
+    ),
+    responses(
+        (status = 200, description = "A page of tokens", body = TokenList),
+        (status = 400, description = "Unknown filter field or bad value", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Listing another user's tokens without the admin scope", body = ErrorBody),
+        (status = 503, description = "Token store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_tokens(
+    State(m): State<Manager>,
+    Caller(actor): Caller,
+    OriginalUri(uri): OriginalUri,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = query.map_err(|e| ManageError::bad_input("query", e.body_text()))?;
+    let mut q = ListQuery::new();
+    let (mut page, mut page_size) = (1u32, 25u32);
+    let mut owner_id = None;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "owner-id" | "owner_id" => owner_id = Some(v.clone()),
+            "order_by" => q.order = parse_order(v)?,
+            "page" => page = number(k, v, 1, u32::MAX)?,
+            "page_size" => page_size = number(k, v, 1, ListQuery::MAX_PAGE_SIZE)?,
+            _ => apply_filter(&mut q, k, v)?,
+        }
+    }
+    let me = match &actor {
+        Actor::Principal(p) => Some(p.owner.to_string()),
+        _ => None,
+    };
+    q.owner = match owner_id.as_deref() {
+        Some("me") => me,
+        Some(o) => Some(o.to_owned()),
+        None if m.is_admin(&actor) => q.owner,
+        None => me,
+    };
+    let q = q.page(page, page_size);
+    let result = m.list(&actor, q).await?;
+    let link = |p: u32| {
+        let mut s = format!("{}?", uri.path());
+        let mut first = true;
+        for (k, v) in pairs.iter().filter(|(k, _)| k != "page") {
+            if !first {
+                s.push('&');
+            }
+            first = false;
+            s.push_str(&encode(k));
+            s.push('=');
+            s.push_str(&encode(v));
+        }
+        if !first {
+            s.push('&');
+        }
+        s.push_str(&format!("page={p}"));
+        s
+    };
+    let shown = u64::from(page) * u64::from(page_size);
+    let body = TokenList {
+        count: result.total,
+        next: (shown < result.total).then(|| link(page + 1)),
+        previous: (page > 1).then(|| link(page - 1)),
+        results: result.items,
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn number(key: &str, v: &str, min: u32, max: u32) -> Result<u32, ManageError> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ManageError::bad_input(key, format!("expected a whole number from {min} to {max}"))
+        })
+}
+
+/// Percent-encodes a query component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Get one personal access token.
+#[utoipa::path(
+    get,
+    path = "/personal-access-tokens/{id}",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 200, description = "The token (never its secret)", body = TokenView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such token, or another user's", body = ErrorBody),
+        (status = 503, description = "Token store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn get_token(
+    State(m): State<Manager>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = m.get(&actor, &id).await?;
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// Patch a personal access token with JSON Patch (RFC 6902).
+///
+/// `add`, `remove`, `replace` and `test` on `/name`, `/scopes` (`/scopes/-`,
+/// `/scopes/N`), `/active` and `/expires_at`. All or nothing: a failing operation
+/// changes nothing and the 400 names its index and op.
+#[utoipa::path(
+    patch,
+    path = "/personal-access-tokens/{id}",
+    params(("id" = String, Path, description = "The token's id")),
+    request_body(content = Vec<PatchOperation>, content_type = "application/json-patch+json"),
+    responses(
+        (status = 200, description = "The patched token", body = TokenView),
+        (status = 400, description = "A failing or forbidden operation (names its index and op)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A scope the caller's token lacks", body = ErrorBody),
+        (status = 404, description = "No such token, or another user's", body = ErrorBody),
+        (status = 415, description = "Not application/json-patch+json", body = ErrorBody),
+        (status = 503, description = "Token store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn patch_token(
+    State(m): State<Manager>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !matches!(
+        ct.as_deref(),
+        Some("application/json-patch+json" | "application/json")
+    ) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send a JSON Patch with Content-Type: application/json-patch+json",
+        ));
+    }
+    let ops = json_patch::parse(&body).map_err(ManageError::from)?;
+    let view = m.json_patch(&actor, &id, &ops).await?;
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// Delete a personal access token; it stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/personal-access-tokens/{id}",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such token, or another user's", body = ErrorBody),
+        (status = 503, description = "Token store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn delete_token(
+    State(m): State<Manager>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    m.delete(&actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Rotate a personal access token: a new secret for the same id (default) or a new id.
+///
+/// With `grace`, the old secret keeps working that long. The response holds the new
+/// token value: the only time it is shown.
+#[utoipa::path(
+    post,
+    path = "/personal-access-tokens/{id}/rotate",
+    params(("id" = String, Path, description = "The token's id")),
+    request_body(content = Option<RotateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Rotated in place; the body holds the new token value", body = IssuedToken),
+        (status = 201, description = "Replaced by a new id; the body holds the new token value", body = IssuedToken),
+        (status = 400, description = "Bad grace period", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "No such token, or another user's", body = ErrorBody),
+        (status = 503, description = "Token store unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn rotate_token(
+    State(m): State<Manager>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: RotateRequest = json_body(&body)?;
+    let status = if req.new_id {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let issued = m.rotate(&actor, &id, req).await?;
+    Ok(issued_response(status, &issued))
+}
+
+/// This API's OpenAPI 3 document.
+#[utoipa::path(
+    get,
+    path = "/personal-access-tokens/openapi.json",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
+)]
+async fn openapi_json() -> Response {
+    match AdminApi::openapi().to_json() {
+        Ok(doc) => {
+            let mut res = (StatusCode::OK, doc).into_response();
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("cannot render the OpenAPI document: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI 3 document of the admin router, generated from its types:
+/// `AdminApi::openapi()` (served at `GET /personal-access-tokens/openapi.json`).
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "tower-pat personal access tokens",
+        description = "Create, list, inspect, patch, rotate and delete personal access tokens."
+    ),
+    paths(
+        create_token,
+        list_tokens,
+        get_token,
+        patch_token,
+        delete_token,
+        rotate_token,
+        openapi_json
+    ),
+    components(schemas(
+        CreateTokenRequest,
+        RotateRequest,
+        TokenView,
+        IssuedToken,
+        TokenList,
+        PatchOperation,
+        crate::manage::json_patch::PatchOp,
+        ErrorBody
+    )),
+    modifiers(&BearerScheme)
+)]
+pub struct AdminApi;

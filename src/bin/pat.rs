@@ -1,0 +1,2 @@
+//! The `pat` command line tool.
+fn main() {}

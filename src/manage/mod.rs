@@ -1,0 +1,57 @@
+//! Managing tokens: one library API for create, get, list, patch, delete and rotate,
+//! with rights and scope capping. The admin REST router (feature `admin`) and the `pat`
+//! CLI (feature `cli`) are thin over it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use tower_pat::manage::{Actor, CreateTokenRequest, Manager, TokenPatch};
+//! use tower_pat::{Authenticator, MemoryStore};
+//!
+//! let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+//! let manager = Manager::new(auth.clone());
+//!
+//! // A trusted operator (your server code, the CLI) creates a token for alice.
+//! let issued = manager
+//!     .create(&Actor::Operator, CreateTokenRequest::for_owner("alice").scope("repo:read").expire("20d"))
+//!     .await
+//!     .unwrap();
+//! println!("token: {}", issued.token.expose()); // shown this once
+//!
+//! // Alice, acting through that token, may manage her own tokens...
+//! let alice = Actor::from(auth.authenticate(issued.token.expose()).await.unwrap());
+//! let id = issued.view.id.to_string();
+//! manager.patch(&alice, &id, TokenPatch::new().name("laptop")).await.unwrap();
+//! // ...but cannot mint a stronger token than her own.
+//! let stronger = CreateTokenRequest::default().scope("repo:write");
+//! assert!(manager.create(&alice, stronger).await.is_err());
+//!
+//! // Deleting it revokes it at once.
+//! manager.delete(&Actor::Operator, &id).await.unwrap();
+//! assert!(auth.authenticate(issued.token.expose()).await.is_err());
+//! # }
+//! ```
+//!
+//! | operation | who | notes |
+//! |---|---|---|
+//! | [`Manager::create`] | owner or admin | scopes capped by the caller's; [`ExpiryPolicy`] applies |
+//! | [`Manager::get`], [`Manager::list`] | owner or admin | another user's token is `NotFound` to a non-admin |
+//! | [`Manager::patch`], [`Manager::json_patch`] | owner or admin | name, scopes, active, expires_at; all or nothing |
+//! | [`Manager::delete`] | owner or admin | revokes at once |
+//! | [`Manager::rotate`] | owner or admin | same id + new secret, or a new linked id; optional grace |
+
+mod error;
+pub mod filter;
+pub mod json_patch;
+mod manager;
+mod request;
+mod view;
+
+pub use error::ManageError;
+pub use json_patch::{PatchError, PatchOperation};
+pub use manager::{Actor, Manager};
+pub use request::{
+    parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch, MAX_NAME_LEN,
+    MAX_OWNER_LEN,
+};
+pub use view::{IssuedToken, TokenView};

@@ -1,0 +1,389 @@
+//! What a caller asks for: [`CreateTokenRequest`], [`TokenPatch`], [`RotateRequest`], and
+//! the [`ExpiryPolicy`] every new expiry must meet.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::error::ManageError;
+use crate::clock;
+use crate::expiry::{parse_duration, Expiry};
+use crate::scope::ScopeSet;
+
+/// Longest token name, in characters.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest owner (login name), in characters.
+pub const MAX_OWNER_LEN: usize = 255;
+
+/// A request to create a token, as JSON (`POST /personal-access-tokens`) or built in code.
+///
+/// Expiry, at most one of: `expire` (a duration such as `20d`), `validity_seconds`
+/// (SailPoint's `accessTokenValiditySeconds`), `expires_at` (RFC 3339) or
+/// `never_expires`. `auto_refresh_seconds` makes the token sliding (Cells' auto-refresh);
+/// with `expire`, `validity_seconds` or `expires_at` as well, that is its absolute end.
+/// With none, the [`ExpiryPolicy`] default applies (never, unless the policy says
+/// otherwise).
+///
+/// ```
+/// use tower_pat::manage::CreateTokenRequest;
+///
+/// let req = CreateTokenRequest::for_owner("alice")
+///     .name("terraform")
+///     .scope("repo:read")
+///     .expire("20d");
+/// assert_eq!(req.scopes, ["repo:read"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// The user the token acts for; default the caller. Only an admin may name another.
+    #[serde(default, alias = "owner-id", alias = "ownerId")]
+    pub owner: Option<String>,
+    /// Label, e.g. "terraform prod" (at most 255 characters).
+    #[serde(default, alias = "description", alias = "label")]
+    pub name: String,
+    /// Scopes; empty = everything the owner may do. Capped by the caller's own scopes.
+    #[serde(default, alias = "scope")]
+    pub scopes: Vec<String>,
+    /// Hard expiry after this duration: `<n><s|m|h|d|w>`, e.g. `20d`.
+    #[serde(default)]
+    pub expire: Option<String>,
+    /// Hard expiry after this many seconds.
+    #[serde(default, alias = "accessTokenValiditySeconds")]
+    pub validity_seconds: Option<u64>,
+    /// Hard expiry at this time (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Sliding expiry: valid while used at least once per this many seconds.
+    #[serde(default, alias = "auto")]
+    pub auto_refresh_seconds: Option<u64>,
+    /// Never expires (refused when the policy requires an expiry).
+    #[serde(default)]
+    pub never_expires: bool,
+}
+
+impl CreateTokenRequest {
+    /// A request for a token of `owner` (no name, full access, default expiry).
+    pub fn for_owner(owner: impl Into<String>) -> Self {
+        Self {
+            owner: Some(owner.into()),
+            ..Self::default()
+        }
+    }
+
+    /// With this name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// With one more scope.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Expiring after `duration` (e.g. `20d`).
+    #[must_use]
+    pub fn expire(mut self, duration: impl Into<String>) -> Self {
+        self.expire = Some(duration.into());
+        self
+    }
+
+    /// Sliding, with a window of `seconds`.
+    #[must_use]
+    pub fn auto_refresh(mut self, seconds: u64) -> Self {
+        self.auto_refresh_seconds = Some(seconds);
+        self
+    }
+
+    /// Never expiring.
+    #[must_use]
+    pub fn never_expires(mut self) -> Self {
+        self.never_expires = true;
+        self
+    }
+
+    pub(crate) fn parse_scopes(&self) -> Result<ScopeSet, ManageError> {
+        parse_scopes(&self.scopes)
+    }
+
+    /// The expiry asked for, at `now`, under `policy`.
+    pub(crate) fn resolve_expiry(
+        &self,
+        now: OffsetDateTime,
+        policy: &ExpiryPolicy,
+    ) -> Result<Expiry, ManageError> {
+        let hard_end = {
+            let given = [
+                self.expire.is_some(),
+                self.validity_seconds.is_some(),
+                self.expires_at.is_some(),
+                self.never_expires,
+            ];
+            if given.iter().filter(|g| **g).count() > 1 {
+                return Err(ManageError::bad_input(
+                    "expire",
+                    "give only one of expire, validity_seconds, expires_at and never_expires",
+                ));
+            }
+            if let Some(e) = &self.expire {
+                let d = parse_duration(e).map_err(|e| ManageError::bad_input("expire", e.to_string()))?;
+                Some(clock::add(now, d))
+            } else if let Some(s) = self.validity_seconds {
+                Some(clock::add(now, seconds("validity_seconds", s)?))
+            } else if let Some(at) = &self.expires_at {
+                Some(parse_time("expires_at", at)?)
+            } else {
+                None
+            }
+        };
+        let expiry = match (self.auto_refresh_seconds, hard_end) {
+            (Some(_), _) if self.never_expires => {
+                return Err(ManageError::bad_input(
+                    "auto_refresh_seconds",
+                    "an auto-refresh token cannot also never expire",
+                ))
+            }
+            (Some(w), end) => Expiry::AutoRefresh {
+                window: seconds("auto_refresh_seconds", w)?,
+                not_after: end,
+            },
+            (None, Some(expires_at)) => Expiry::HardLimit { expires_at },
+            (None, None) if self.never_expires => Expiry::Never,
+            (None, None) => match policy.default_lifetime.or(policy.max_lifetime) {
+                Some(d) => Expiry::hard(now, d),
+                None if policy.require_expiry => {
+                    return Err(ManageError::bad_input(
+                        "expire",
+                        "an expiry is required: give expire (e.g. 20d), validity_seconds, expires_at or auto_refresh_seconds",
+                    ))
+                }
+                None => Expiry::Never,
+            },
+        };
+        policy.check(expiry, now, now)
+    }
+}
+
+/// A change to a token; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New scopes (capped by the caller's own).
+    pub scopes: Option<ScopeSet>,
+    /// Enable or disable.
+    pub active: Option<bool>,
+    /// New hard expiry (`Some(None)` = never); replaces any auto-refresh model.
+    pub expires_at: Option<Option<OffsetDateTime>>,
+}
+
+impl TokenPatch {
+    /// An empty patch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set the name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Set the scopes.
+    #[must_use]
+    pub fn scopes(mut self, scopes: ScopeSet) -> Self {
+        self.scopes = Some(scopes);
+        self
+    }
+
+    /// Enable (`true`) or disable (`false`).
+    #[must_use]
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = Some(active);
+        self
+    }
+
+    /// Set the expiry (`None` = never).
+    #[must_use]
+    pub fn expires_at(mut self, at: Option<OffsetDateTime>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// True when it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A request to rotate a token (`POST /personal-access-tokens/{id}/rotate`).
+///
+/// By default the token keeps its id and gets a new secret; the old secret stops working
+/// at once, or after `grace` (e.g. `1h`). With `new_id`, a new token with the same owner,
+/// name, scopes and expiry model replaces the old one, which is deleted, or expires after
+/// `grace`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old secret keeps working: a duration such as `1h` or `90s`.
+    #[serde(default)]
+    pub grace: Option<String>,
+    /// Issue a new id instead of a new secret for the same id.
+    #[serde(default)]
+    pub new_id: bool,
+}
+
+/// Rules for expiries, checked on create, patch and rotation. Default: no rule, and
+/// tokens created without an expiry never expire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExpiryPolicy {
+    /// Longest a token may live, from its creation (auto-refresh tokens are capped too).
+    pub max_lifetime: Option<Duration>,
+    /// Refuse tokens that never expire.
+    pub require_expiry: bool,
+    /// The lifetime of a token created without an expiry (default: `max_lifetime`, else
+    /// never).
+    pub default_lifetime: Option<Duration>,
+}
+
+impl ExpiryPolicy {
+    /// No rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tokens live at most `d` (this also requires an expiry).
+    #[must_use]
+    pub fn with_max_lifetime(mut self, d: Duration) -> Self {
+        self.max_lifetime = Some(d);
+        self
+    }
+
+    /// Refuse tokens that never expire.
+    #[must_use]
+    pub fn with_required_expiry(mut self, on: bool) -> Self {
+        self.require_expiry = on;
+        self
+    }
+
+    /// Lifetime of tokens created without an expiry.
+    #[must_use]
+    pub fn with_default_lifetime(mut self, d: Duration) -> Self {
+        self.default_lifetime = Some(d);
+        self
+    }
+
+    /// Checks `expiry` for a token created at `created`, now being `now`; caps the end of
+    /// an auto-refresh token at the maximum lifetime.
+    pub(crate) fn check(
+        &self,
+        expiry: Expiry,
+        created: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Expiry, ManageError> {
+        let limit = self.max_lifetime.map(|m| clock::add(created, m));
+        match expiry {
+            Expiry::Never if self.require_expiry || limit.is_some() => Err(
+                ManageError::bad_input("expire", "tokens must expire under this server's policy"),
+            ),
+            Expiry::HardLimit { expires_at } => {
+                if expires_at <= now {
+                    return Err(ManageError::bad_input(
+                        "expires_at",
+                        "the expiry is in the past; disable or delete the token instead",
+                    ));
+                }
+                if limit.is_some_and(|l| expires_at > l) {
+                    return Err(ManageError::bad_input(
+                        "expire",
+                        format!(
+                            "longer than the maximum lifetime of {} seconds",
+                            self.max_lifetime.unwrap_or_default().as_secs()
+                        ),
+                    ));
+                }
+                Ok(expiry)
+            }
+            Expiry::AutoRefresh { window, not_after } => {
+                if not_after.is_some_and(|n| n <= now) {
+                    return Err(ManageError::bad_input(
+                        "expires_at",
+                        "the end of the auto-refresh token is in the past",
+                    ));
+                }
+                let not_after = match (not_after, limit) {
+                    (Some(n), Some(l)) => Some(n.min(l)),
+                    (n, l) => n.or(l),
+                };
+                Ok(Expiry::AutoRefresh { window, not_after })
+            }
+            other => Ok(other),
+        }
+    }
+}
+
+/// Parses scope strings; the error names the first bad one.
+pub fn parse_scopes<S: AsRef<str>>(scopes: &[S]) -> Result<ScopeSet, ManageError> {
+    ScopeSet::parse_all(scopes).map_err(|e| ManageError::bad_input("scopes", e.to_string()))
+}
+
+fn seconds(field: &str, s: u64) -> Result<Duration, ManageError> {
+    if s == 0 || s > 100 * 366 * 86_400 {
+        return Err(ManageError::bad_input(
+            field,
+            format!("{s} is not between 1 second and 100 years"),
+        ));
+    }
+    Ok(Duration::from_secs(s))
+}
+
+/// Parses an RFC 3339 timestamp, truncated to the second.
+pub(crate) fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, ManageError> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| clock::from_unix(t.unix_timestamp()))
+        .map_err(|_| {
+            ManageError::bad_input(
+                field,
+                format!(
+                    "{:?} is not an RFC 3339 timestamp such as 2030-01-01T00:00:00Z",
+                    s.chars().take(64).collect::<String>()
+                ),
+            )
+        })
+}
+
+/// Checks a token name: at most 255 characters, no control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(format!("name is longer than {MAX_NAME_LEN} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name holds a control character".to_owned());
+    }
+    Ok(())
+}
+
+/// Checks an owner: 1 to 255 characters, no control characters, no ':' (Basic auth).
+pub(crate) fn check_owner(owner: &str) -> Result<(), ManageError> {
+    let bad = |m: &str| Err(ManageError::bad_input("owner", m));
+    if owner.is_empty() {
+        return bad("owner is empty");
+    }
+    if owner.chars().count() > MAX_OWNER_LEN {
+        return bad("owner is longer than 255 characters");
+    }
+    if owner.chars().any(|c| c.is_control() || c == ':') {
+        return bad("owner holds a control character or ':'");
+    }
+    Ok(())
+}
