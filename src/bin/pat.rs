@@ -1,2 +1,480 @@
-//! The `pat` command line tool.
-fn main() {}
+//! `pat`: manage personal access tokens from a terminal (feature `cli`).
+//!
+//! ```text
+//! pat [--store URL] token create -u USER [-n NAME] [-e 20d] [-a SECONDS] [-s SCOPE]... [-q]
+//! pat [--store URL] token list [-u USER] [--filter FIELD__OP=VALUE]... [--order-by F] [--json]
+//! pat [--store URL] token show ID [--json]
+//! pat [--store URL] token revoke|disable|enable ID
+//! pat [--store URL] token rotate ID [--grace 1h] [--new-id] [-q]
+//! pat [--store URL] token check TOKEN|- [--offline]
+//! ```
+//!
+//! The store is `--store URL` or `PAT_STORE_URL` (default `sqlite://pat.db`). Exit codes:
+//! 0 done, 1 not found or invalid, 2 usage error, 3 store unavailable. Errors are one line
+//! on stderr that says what to do.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tower_pat::manage::filter::{apply_filter, parse_order};
+use tower_pat::manage::{
+    Actor, CreateTokenRequest, IssuedToken, ManageError, Manager, RotateRequest, TokenPatch,
+    TokenView,
+};
+use tower_pat::store::{self, ListQuery, StoreError, TokenStore};
+use tower_pat::{AuthError, Authenticator, TokenFormat};
+
+/// Manage personal access tokens in a tower-pat store.
+#[derive(Debug, Parser)]
+#[command(name = "pat", version, about, long_about = None)]
+struct Cli {
+    /// Store URL: sqlite://FILE, postgres://…, redis://… or memory://.
+    #[arg(
+        long,
+        global = true,
+        env = "PAT_STORE_URL",
+        default_value = "sqlite://pat.db",
+        hide_env_values = true
+    )]
+    store: String,
+    /// Token prefix, as the server is configured (default `pat`).
+    #[arg(long, global = true, env = "PAT_TOKEN_PREFIX", default_value = "pat")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, show, change, rotate, revoke and check tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (the only time it is shown).
+    Create(CreateArgs),
+    /// List tokens as a table (or JSON).
+    List(ListArgs),
+    /// Show one token.
+    Show {
+        /// The token's id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a token: it stops working at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
+    /// Disable a token (kept, refused until enabled).
+    Disable {
+        /// The token's id.
+        id: String,
+    },
+    /// Enable a disabled token.
+    Enable {
+        /// The token's id.
+        id: String,
+    },
+    /// Give a token a new secret (or a new id) and print it.
+    Rotate {
+        /// The token's id.
+        id: String,
+        /// Keep the old secret working this long, e.g. 1h.
+        #[arg(long)]
+        grace: Option<String>,
+        /// Replace the token with a new id instead of a new secret for the same id.
+        #[arg(long)]
+        new_id: bool,
+        /// Print only the new token value.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Check a token: format and checksum offline, then owner, scopes and expiry from the store.
+    Check {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+        /// Check only the format and checksum; do not open the store.
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// User login the token acts for (mandatory).
+    #[arg(short, long)]
+    user: String,
+    /// Label, e.g. "terraform prod".
+    #[arg(short, long, default_value = "")]
+    name: String,
+    /// Expire after a duration: <n><s|m|h|d|w>, e.g. 20d.
+    #[arg(short, long)]
+    expire: Option<String>,
+    /// Auto-refresh: valid while used at least once per this many seconds.
+    #[arg(short, long)]
+    auto: Option<u64>,
+    /// A scope (repeatable); none = full access of the user.
+    #[arg(short, long = "scope")]
+    scope: Vec<String>,
+    /// Never expire (refused when the policy requires an expiry).
+    #[arg(long, conflicts_with_all = ["expire", "auto"])]
+    never: bool,
+    /// Print only the token value.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print JSON (with the token value).
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only this user's tokens.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// A filter FIELD__OP=VALUE (repeatable), e.g. name__icontains=ci, active=false,
+    /// expires__lt=2030-01-01T00:00:00Z, last_used__isnull=true, scope=repo:read, search=deploy.
+    #[arg(long = "filter", value_name = "FIELD__OP=VALUE")]
+    filters: Vec<String>,
+    /// Order: created, last_used, expires or name; prefix '-' for descending.
+    #[arg(long, allow_hyphen_values = true)]
+    order_by: Option<String>,
+    /// Page, from 1.
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    /// Tokens per page (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    page_size: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure: its exit code and one line for stderr.
+struct Fail {
+    code: u8,
+    message: String,
+}
+
+impl Fail {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+fn store_fail(e: &StoreError, url: &str) -> Fail {
+    let url = store::mask_url(url);
+    match e {
+        StoreError::Invalid(m) => Fail {
+            code: 2,
+            message: format!("bad store URL {url}: {m}; fix --store or PAT_STORE_URL"),
+        },
+        other => Fail {
+            code: 3,
+            message: format!(
+                "cannot use the token store {url}: {other}; check --store or PAT_STORE_URL and that the store is running"
+            ),
+        },
+    }
+}
+
+fn manage_fail(e: ManageError) -> Fail {
+    let hint = match &e {
+        ManageError::NotFound { .. } => "list the ids with `pat token list`",
+        ManageError::BadInput { .. } | ManageError::Patch(_) => "fix the value and try again",
+        ManageError::Unavailable(_) => {
+            "check --store or PAT_STORE_URL and that the store is running"
+        }
+        _ => "see `pat token --help`",
+    };
+    let code = match e {
+        ManageError::Unavailable(_) => 3,
+        _ => 1,
+    };
+    Fail {
+        code,
+        message: format!("{e}; {hint}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message.replace(['\n', '\r'], " "));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn open(cli: &Cli) -> Result<(Manager, Arc<dyn TokenStore>), Fail> {
+    let format = TokenFormat::with_prefix(&cli.prefix).map_err(|e| Fail {
+        code: 2,
+        message: format!("bad --prefix {:?}: {e}", cli.prefix),
+    })?;
+    let store = store::open(&cli.store)
+        .await
+        .map_err(|e| store_fail(&e, &cli.store))?;
+    let auth = Authenticator::builder(store.clone())
+        .with_format(format)
+        .build();
+    Ok((Manager::new(auth), store))
+}
+
+async fn run(cli: Cli) -> Result<(), Fail> {
+    let Command::Token(cmd) = &cli.command;
+    if let TokenCommand::Check { token, offline } = cmd {
+        return check(&cli, token, *offline).await;
+    }
+    let (m, _) = open(&cli).await?;
+    let op = &Actor::Operator;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        TokenCommand::Create(a) => {
+            let req = CreateTokenRequest {
+                owner: Some(a.user.clone()),
+                name: a.name.clone(),
+                scopes: a.scope.clone(),
+                expire: a.expire.clone(),
+                auto_refresh_seconds: a.auto,
+                never_expires: a.never,
+                ..CreateTokenRequest::default()
+            };
+            let issued = m.create(op, req).await.map_err(manage_fail)?;
+            print_issued(&mut out, &issued, a.quiet, a.json);
+        }
+        TokenCommand::List(a) => {
+            let mut q = ListQuery::new();
+            for f in &a.filters {
+                let (k, v) = f.split_once('=').ok_or_else(|| Fail {
+                    code: 2,
+                    message: format!("--filter {f:?} is not FIELD__OP=VALUE, e.g. name__icontains=ci"),
+                })?;
+                apply_filter(&mut q, k, v).map_err(manage_fail)?;
+            }
+            if let Some(u) = &a.user {
+                q.owner = Some(u.clone());
+            }
+            if let Some(o) = &a.order_by {
+                q.order = parse_order(o).map_err(manage_fail)?;
+            }
+            let q = q.page(a.page, a.page_size);
+            let page = m.list(op, q).await.map_err(manage_fail)?;
+            if a.json {
+                let doc = serde_json::json!({"count": page.total, "results": page.items});
+                let _ = writeln!(out, "{doc}");
+            } else {
+                print_table(&mut out, &page.items, page.total);
+            }
+        }
+        TokenCommand::Show { id, json } => {
+            let v = m.get(op, id).await.map_err(manage_fail)?;
+            if *json {
+                let _ = writeln!(out, "{}", serde_json::to_string(&v).unwrap_or_default());
+            } else {
+                print_view(&mut out, &v);
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            m.delete(op, id).await.map_err(manage_fail)?;
+            let _ = writeln!(out, "revoked {id}");
+        }
+        TokenCommand::Disable { id } | TokenCommand::Enable { id } => {
+            let on = matches!(cmd, TokenCommand::Enable { .. });
+            m.patch(op, id, TokenPatch::new().active(on))
+                .await
+                .map_err(manage_fail)?;
+            let _ = writeln!(out, "{} {id}", if on { "enabled" } else { "disabled" });
+        }
+        TokenCommand::Rotate {
+            id,
+            grace,
+            new_id,
+            quiet,
+        } => {
+            let req = RotateRequest {
+                grace: grace.clone(),
+                new_id: *new_id,
+            };
+            let issued = m.rotate(op, id, req).await.map_err(manage_fail)?;
+            print_issued(&mut out, &issued, *quiet, false);
+        }
+        TokenCommand::Check { .. } => {}
+    }
+    Ok(())
+}
+
+async fn check(cli: &Cli, token: &str, offline: bool) -> Result<(), Fail> {
+    let token = if token == "-" {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Fail::invalid(format!("cannot read the token from standard input: {e}")))?;
+        line.trim().to_owned()
+    } else {
+        token.to_owned()
+    };
+    let format = TokenFormat::with_prefix(&cli.prefix).map_err(|e| Fail {
+        code: 2,
+        message: format!("bad --prefix {:?}: {e}", cli.prefix),
+    })?;
+    let parsed = format.parse(&token).map_err(|e| {
+        Fail::invalid(format!(
+            "not a valid token: {e}; check that it was copied whole and that --prefix matches"
+        ))
+    })?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "format: ok (prefix {}, checksum valid)", format.prefix());
+    let _ = writeln!(out, "id: {}", parsed.id);
+    if offline {
+        return Ok(());
+    }
+    let (m, _) = open(cli).await?;
+    match m.authenticator().authenticate(&token).await {
+        Ok(p) => {
+            let _ = writeln!(out, "status: valid");
+            let _ = writeln!(out, "owner: {}", p.owner);
+            let _ = writeln!(out, "name: {}", p.token_name);
+            let _ = writeln!(out, "scopes: {}", scopes_text(&p.scopes.iter().map(ToString::to_string).collect::<Vec<_>>()));
+            let _ = writeln!(out, "expires: {}", time_text(p.expires_at, "never"));
+            Ok(())
+        }
+        Err(AuthError::StoreUnavailable(e)) => Err(store_fail(&e, &cli.store)),
+        Err(AuthError::Invalid(reason)) => Err(Fail::invalid(format!(
+            "token refused: {reason}; create or rotate a token with `pat token create` / `pat token rotate`"
+        ))),
+        Err(e) => Err(Fail::invalid(format!("token refused: {e}"))),
+    }
+}
+
+fn time_text(t: Option<OffsetDateTime>, none: &str) -> String {
+    t.and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| none.to_owned())
+}
+
+fn scopes_text(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        "(full access of the owner)".to_owned()
+    } else {
+        scopes.join(" ")
+    }
+}
+
+fn expiry_text(v: &TokenView) -> String {
+    match (v.expiry.as_str(), v.auto_refresh_seconds) {
+        ("auto_refresh", Some(w)) => format!(
+            "{} (auto-refresh every {w} s{})",
+            time_text(v.expires_at, "never"),
+            v.not_after
+                .map(|n| format!(", not after {}", time_text(Some(n), "")))
+                .unwrap_or_default()
+        ),
+        _ => time_text(v.expires_at, "never"),
+    }
+}
+
+fn print_issued(out: &mut impl Write, issued: &IssuedToken, quiet: bool, json: bool) {
+    if quiet {
+        let _ = writeln!(out, "{}", issued.token.expose());
+        return;
+    }
+    if json {
+        let _ = writeln!(out, "{}", serde_json::to_string(issued).unwrap_or_default());
+        return;
+    }
+    let _ = writeln!(out, "token: {}", issued.token.expose());
+    print_view(out, &issued.view);
+    if let Some(old) = issued.replaces {
+        let _ = writeln!(out, "replaces: {old}");
+    }
+    let _ = writeln!(out, "Store the token now: it cannot be shown again.");
+}
+
+fn print_view(out: &mut impl Write, v: &TokenView) {
+    let _ = writeln!(out, "id: {}", v.id);
+    let _ = writeln!(out, "owner: {}", v.owner);
+    let _ = writeln!(out, "name: {}", v.name);
+    let _ = writeln!(out, "scopes: {}", scopes_text(&v.scopes));
+    let _ = writeln!(out, "expires: {}", expiry_text(v));
+    let _ = writeln!(out, "active: {}", v.active);
+    let _ = writeln!(out, "created: {}", time_text(Some(v.created), ""));
+    let _ = writeln!(out, "last used: {}", time_text(v.last_used, "never"));
+    if let Some(until) = v.previous_secret_valid_until {
+        let _ = writeln!(out, "previous secret valid until: {}", time_text(Some(until), ""));
+    }
+}
+
+fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
+    fn cut(s: &str, n: usize) -> String {
+        if s.chars().count() > n {
+            let mut c: String = s.chars().take(n - 1).collect();
+            c.push('…');
+            c
+        } else {
+            s.to_owned()
+        }
+    }
+    let header = ["ID", "OWNER", "NAME", "SCOPES", "EXPIRES", "LAST USED", "ACTIVE"];
+    let rows: Vec<[String; 7]> = items
+        .iter()
+        .map(|v| {
+            [
+                v.id.to_string(),
+                cut(&v.owner, 24),
+                cut(&v.name, 30),
+                cut(&scopes_text(&v.scopes), 40),
+                time_text(v.expires_at, "never"),
+                time_text(v.last_used, "never"),
+                if v.active { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(w.saturating_sub(c.chars().count())));
+            }
+        }
+        s
+    };
+    let _ = writeln!(out, "{}", line(&header.map(String::from)));
+    for r in &rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    let _ = writeln!(out, "{} of {total} tokens", rows.len());
+}
