@@ -4,16 +4,58 @@
 //! authenticator turns the first into "invalid token" (401) and the second into "store
 //! unavailable" (503), never one into the other.
 //!
-//! [`MemoryStore`] is always there (tests, demos).
+//! | store | feature | URL for [`open`] | for |
+//! |---|---|---|---|
+//! | [`MemoryStore`] | always | `memory://` | tests, demos |
+//! | `SqliteStore` | `sqlite` (default) | `sqlite://path.db`, `sqlite::memory:` | one process, or a few on one host sharing a file |
+//! | `PostgresStore` | `postgres` | `postgres://user:pass@host/db`, `postgresql://…` | many replicas |
+//! | `RedisStore` | `redis` | `redis://host:6379`, `rediss://…` | many replicas |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store = tower_pat::store::open("memory://").await.unwrap();
+//! let auth = tower_pat::Authenticator::new(store);
+//! # let _ = auth;
+//! # }
+//! ```
+//!
+//! # Revocation across replicas
+//!
+//! [`Authenticator::invalidate`](crate::Authenticator::invalidate) calls
+//! [`TokenStore::publish_change`]; every other authenticator on the same store learns of it
+//! through [`TokenStore::subscribe_changes`] and drops the token from its cache:
+//! PostgreSQL by `LISTEN`/`NOTIFY`, Redis by pub/sub (both within milliseconds), SQLite by
+//! polling a change table every 500 ms. A message lost while a replica is disconnected is
+//! covered by the cache TTL (30 s by default), the worst-case staleness.
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+mod codec;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::RedisStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteStore;
 
 use crate::record::TokenRecord;
 use crate::scope::Scope;
@@ -276,5 +318,150 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Ids changed by other replicas, for stores that can tell (PostgreSQL, Redis).
     fn subscribe_changes(&self) -> Option<tokio::sync::broadcast::Receiver<TokenId>> {
         None
+    }
+}
+
+/// Opens the store a URL names, migrating SQL schemas:
+///
+/// | URL | store | feature |
+/// |---|---|---|
+/// | `memory://` | [`MemoryStore`] | always |
+/// | `sqlite://path.db`, `sqlite:path.db`, `sqlite::memory:` | `SqliteStore` (file created if missing) | `sqlite` (default) |
+/// | `postgres://…`, `postgresql://…` | `PostgresStore` (schema `public`) | `postgres` |
+/// | `redis://…`, `rediss://…` | `RedisStore` (key prefix `pat:`) | `redis` |
+///
+/// An unknown scheme, or one whose feature is not compiled in, is
+/// [`StoreError::Invalid`] naming the scheme (and the feature to enable); a store that
+/// cannot be reached is [`StoreError::Unavailable`] naming the URL with its password
+/// masked.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tower_pat::store::{open, StoreError};
+///
+/// let store = open("sqlite::memory:").await.unwrap();
+/// assert!(store.get(&tower_pat::TokenId::generate()).await.unwrap().is_none());
+/// assert!(matches!(open("mysql://db/pat").await, Err(StoreError::Invalid(_))));
+/// # }
+/// ```
+pub async fn open(url: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
+    let scheme = url
+        .split_once(':')
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    #[allow(unused_variables)]
+    let missing = |feature: &str| {
+        StoreError::Invalid(format!(
+            "store URL scheme `{scheme}` needs tower-pat's `{feature}` feature, which is not enabled"
+        ))
+    };
+    match scheme.as_str() {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(missing("sqlite")),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(missing("postgres")),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Arc::new(RedisStore::connect(url).await?)),
+        #[cfg(not(feature = "redis"))]
+        "redis" | "rediss" => Err(missing("redis")),
+        _ => Err(StoreError::Invalid(format!(
+            "unknown store URL scheme `{scheme}` in {}: use memory://, sqlite://, postgres:// or redis://",
+            mask_url(url)
+        ))),
+    }
+}
+
+/// `url` with any password replaced by `****`: the one in `user:password@host` and any
+/// `password=` query parameter. Safe to log and to put in error messages.
+///
+/// ```
+/// use tower_pat::store::mask_url;
+///
+/// assert_eq!(mask_url("postgres://app:s3cret@db:5432/pat"), "postgres://app:****@db:5432/pat");
+/// assert_eq!(mask_url("redis://:s3cret@cache"), "redis://:****@cache");
+/// assert_eq!(mask_url("sqlite://tokens.db"), "sqlite://tokens.db");
+/// ```
+pub fn mask_url(url: &str) -> String {
+    let (head, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(auth_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:****{host}"),
+                None => authority.to_owned(),
+            }
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=****"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{head}{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_url_hides_passwords_only() {
+        for (url, masked) in [
+            ("postgres://app:s3cret@db:5432/pat", "postgres://app:****@db:5432/pat"),
+            ("postgresql://app:p%40ss:w@db/pat?sslmode=require", "postgresql://app:****@db/pat?sslmode=require"),
+            ("redis://:s3cret@127.0.0.1:6379/0", "redis://:****@127.0.0.1:6379/0"),
+            ("redis://default:a@b@host", "redis://default:****@host"),
+            ("postgres://db/pat?user=app&password=s3cret&x=1", "postgres://db/pat?user=app&password=****&x=1"),
+            ("postgres://app@db/pat", "postgres://app@db/pat"),
+            ("sqlite://tokens.db", "sqlite://tokens.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("", ""),
+        ] {
+            let m = mask_url(url);
+            assert_eq!(m, masked, "{url}");
+            assert!(!m.contains("s3cret"), "{m}");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_refuses_unknown_schemes_by_name() {
+        for url in ["mysql://u:s3cret@db/x", "nonsense", "file:///tmp/x"] {
+            match open(url).await {
+                Err(StoreError::Invalid(m)) => {
+                    assert!(m.contains("scheme"), "{m}");
+                    assert!(!m.contains("s3cret"), "{m}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(open("memory://").await.is_ok());
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn open_names_the_missing_feature() {
+        match open("postgres://db/x").await {
+            Err(StoreError::Invalid(m)) => assert!(m.contains("`postgres` feature"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

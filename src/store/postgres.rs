@@ -1,0 +1,301 @@
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+
+use crate::record::TokenRecord;
+use crate::store::codec::{self, AbortOnDrop, Flat};
+use crate::store::sql::{self, bind_args, decode_row, Dialect};
+use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch};
+use crate::token::TokenId;
+
+const D: Dialect = Dialect::Postgres;
+
+/// Tokens in PostgreSQL, shared by many replicas.
+///
+/// - Tables live in one schema (default `public`; choose another with
+///   [`connect_with_schema`](Self::connect_with_schema)), created and migrated on connect
+///   under an advisory lock, so replicas starting together do not race
+///   ([`migrate`](Self::migrate) runs it again, idempotently).
+/// - Listings run in SQL with an index per sort field and one on `(owner, created)`;
+///   text columns use `COLLATE "C"` so the order is byte-wise, as everywhere in tower-pat.
+///
+/// # Revocations across replicas
+///
+/// [`publish_change`](TokenStore::publish_change) sends `pg_notify` on the channel
+/// `pat_changes_<schema>` with `<instance id>:<token id>`. Once an
+/// [`Authenticator`](crate::Authenticator) subscribes, a task holds a
+/// [`PgListener`] on that channel and forwards other instances' token ids (its own are
+/// ignored), typically within milliseconds. When the connection drops, the listener
+/// reconnects (retrying every second); notifications sent while it was down are lost, so
+/// for that span the authenticator's cache TTL (30 s by default) bounds how long a
+/// revoked token may still be accepted.
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: String,
+    channel: String,
+    instance: String,
+    tx: broadcast::Sender<TokenId>,
+    listener: Mutex<Option<AbortOnDrop>>,
+}
+
+fn query_failed(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable("postgresql query failed", e)
+}
+
+/// Schema names are used as SQL identifiers and in a channel name: keep them plain.
+fn valid_schema(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 48
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:5432/db`), using schema `public`,
+    /// and migrates it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_schema(url, "public").await
+    }
+
+    /// Connects to `url` and keeps the tables in `schema` (created if missing): several
+    /// independent token sets, or test runs, can share one database. `schema` is lower-case
+    /// ASCII letters, digits and `_`, at most 48 characters.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
+        if !valid_schema(schema) {
+            return Err(StoreError::Invalid(format!(
+                "bad PostgreSQL schema name {schema:?}: use lower-case letters, digits and '_'"
+            )));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                StoreError::Invalid(format!("bad PostgreSQL URL {}: {e}", mask_url(url)))
+            })?
+            .options([("search_path", schema)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::unavailable(format!("cannot connect to {}", mask_url(url)), e)
+            })?;
+        let store = Self {
+            pool,
+            schema: schema.to_owned(),
+            channel: format!("pat_changes_{schema}"),
+            instance: codec::instance_id(),
+            tx: broadcast::channel(1024).0,
+            listener: Mutex::new(None),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Creates the schema if missing and brings it to the current version, under an
+    /// advisory lock. Runs on connect; safe to run again.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let failed = |e| StoreError::unavailable("postgresql migration failed", e);
+        let mut tx = self.pool.begin().await.map_err(query_failed)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("tower-pat migrate {}", self.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        // The name was checked by `valid_schema`, so quoting it is enough.
+        sqlx::query(&format!(r#"CREATE SCHEMA IF NOT EXISTS "{}""#, self.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        sqlx::query(sql::SCHEMA_TABLE)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
+        let all = sql::migrations(D);
+        for statements in all.iter().skip(version) {
+            for s in statements.iter() {
+                sqlx::query(s).execute(&mut *tx).await.map_err(failed)?;
+            }
+        }
+        if all.len() > version {
+            sqlx::query("DELETE FROM pat_schema")
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+            sqlx::query("INSERT INTO pat_schema (version) VALUES ($1)")
+                .bind(all.len() as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The connection pool (its connections use this store's schema), for queries of
+    /// your own such as `EXPLAIN`.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn start_listener(&self) {
+        let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let task = listen(
+            self.pool.clone(),
+            self.channel.clone(),
+            self.instance.clone(),
+            self.tx.clone(),
+        );
+        *slot = Some(AbortOnDrop(handle.spawn(task)));
+    }
+}
+
+/// Forwards other instances' notifications on `channel` to `tx`, reconnecting forever.
+async fn listen(
+    pool: PgPool,
+    channel: String,
+    instance: String,
+    tx: broadcast::Sender<TokenId>,
+) {
+    const RETRY: Duration = Duration::from_secs(1);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for token changes; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(&channel).await {
+            tracing::warn!(error = %e, "cannot LISTEN for token changes; retrying");
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if let Some(id) = codec::foreign_change(&instance, n.payload()) {
+                        let _ = tx.send(id);
+                    }
+                }
+                Ok(None) => {
+                    // The next `try_recv` reconnects and re-subscribes; what was sent in
+                    // between is lost (the cache TTL covers it).
+                    tracing::warn!("lost the token change channel; reconnecting");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token change channel failed; reconnecting");
+                    tokio::time::sleep(RETRY).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for PostgresStore {
+    async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(&sql::statements(D).get)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        row.map(|r| decode_row!(&r)?.into_record()).transpose()
+    }
+
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
+        let done = bind_args!(sqlx::query(&sql::statements(D).insert), args)
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(record.id));
+        }
+        Ok(())
+    }
+
+    async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+        let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
+        let done = bind_args!(sqlx::query(&sql::statements(D).update), args)
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        let done = sqlx::query(&sql::statements(D).delete)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
+        let l = sql::list(D, query);
+        let total: i64 = bind_args!(sqlx::query_scalar(&l.count), l.args.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        let rows = bind_args!(sqlx::query(&l.page), l.args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        let items = rows
+            .iter()
+            .map(|r| decode_row!(r)?.into_record())
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            total: u64::try_from(total).unwrap_or(0),
+            items,
+        })
+    }
+
+    async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
+        bind_args!(sqlx::query(&sql::statements(D).touch), sql::touch_args(id, touch))
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(())
+    }
+
+    async fn publish_change(&self, id: &TokenId) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(codec::change_payload(&self.instance, id))
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(())
+    }
+
+    fn subscribe_changes(&self) -> Option<broadcast::Receiver<TokenId>> {
+        let rx = self.tx.subscribe();
+        self.start_listener();
+        Some(rx)
+    }
+}

@@ -1,0 +1,395 @@
+//! The SQL shared by the SQLite and PostgreSQL stores: schema migrations, statements and
+//! the listing query, written once for both dialects.
+//!
+//! Ordering agrees with [`ListQuery::compare`]: `id`, `owner` and `name` compare
+//! byte-wise (SQLite's `BINARY`, PostgreSQL's `COLLATE "C"`), and the nullable sort keys
+//! are indexed and ordered as `coalesce(col, i64::MAX)`, which puts `NULL` last ascending
+//! and first descending, on both engines, with an index that serves the order.
+
+use crate::store::codec::{Derived, Flat};
+use crate::store::{ListQuery, SortField, Touch};
+
+/// Which SQL engine a statement is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Sqlite,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+}
+
+/// A bind value.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Bool(bool),
+}
+
+/// Sort key of a nullable column: `NULL` becomes the largest value.
+const NULL_LAST: &str = "9223372036854775807";
+
+/// Schema versions, in order. Each is a list of statements run in one transaction; the
+/// applied version is kept in `pat_schema`.
+pub(crate) fn migrations(d: Dialect) -> &'static [&'static [&'static str]] {
+    match d {
+        Dialect::Sqlite => &[&[
+            "CREATE TABLE IF NOT EXISTS pat_tokens (
+                id TEXT PRIMARY KEY NOT NULL,
+                owner TEXT NOT NULL,
+                owner_lc TEXT NOT NULL,
+                name TEXT NOT NULL,
+                name_lc TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                expiry TEXT NOT NULL,
+                sliding INTEGER NOT NULL,
+                expires_at INTEGER,
+                active INTEGER NOT NULL,
+                created INTEGER NOT NULL,
+                modified INTEGER NOT NULL,
+                last_used INTEGER,
+                secret_hash TEXT NOT NULL,
+                previous_hash TEXT,
+                previous_valid_until INTEGER
+            )",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_owner ON pat_tokens (owner, created, id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_created ON pat_tokens (created, id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_last_used ON pat_tokens (coalesce(last_used, 9223372036854775807), id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_expires ON pat_tokens (coalesce(expires_at, 9223372036854775807), id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_name ON pat_tokens (name, id)",
+            "CREATE TABLE IF NOT EXISTS pat_changes (
+                rev INTEGER PRIMARY KEY AUTOINCREMENT,
+                token_id TEXT NOT NULL,
+                instance TEXT NOT NULL,
+                at INTEGER NOT NULL
+            )",
+        ]],
+        Dialect::Postgres => &[&[
+            r#"CREATE TABLE IF NOT EXISTS pat_tokens (
+                id TEXT COLLATE "C" PRIMARY KEY,
+                owner TEXT COLLATE "C" NOT NULL,
+                owner_lc TEXT COLLATE "C" NOT NULL,
+                name TEXT COLLATE "C" NOT NULL,
+                name_lc TEXT COLLATE "C" NOT NULL,
+                scopes TEXT COLLATE "C" NOT NULL,
+                expiry TEXT NOT NULL,
+                sliding BOOLEAN NOT NULL,
+                expires_at BIGINT,
+                active BOOLEAN NOT NULL,
+                created BIGINT NOT NULL,
+                modified BIGINT NOT NULL,
+                last_used BIGINT,
+                secret_hash TEXT NOT NULL,
+                previous_hash TEXT,
+                previous_valid_until BIGINT
+            )"#,
+            "CREATE INDEX IF NOT EXISTS pat_tokens_owner ON pat_tokens (owner, created, id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_created ON pat_tokens (created, id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_last_used ON pat_tokens ((coalesce(last_used, 9223372036854775807)), id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_expires ON pat_tokens ((coalesce(expires_at, 9223372036854775807)), id)",
+            "CREATE INDEX IF NOT EXISTS pat_tokens_name ON pat_tokens (name, id)",
+        ]],
+    }
+}
+
+/// The `pat_schema` bookkeeping table.
+pub(crate) const SCHEMA_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS pat_schema (version BIGINT NOT NULL)";
+
+fn ph(d: Dialect, n: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+    }
+}
+
+fn contains(d: Dialect, col: &str, n: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("instr({col}, ?{n}) > 0"),
+        Dialect::Postgres => format!("strpos({col}, ${n}) > 0"),
+    }
+}
+
+/// The columns a record is read from, in [`decode_row!`] order.
+pub(crate) const COLUMNS: &str = "id, owner, name, scopes, expiry, expires_at, active, created, \
+     modified, last_used, secret_hash, previous_hash, previous_valid_until";
+
+/// Reads a [`Flat`] from a sqlx row of either engine.
+macro_rules! decode_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        (|| -> Result<$crate::store::codec::Flat, sqlx::Error> {
+            Ok($crate::store::codec::Flat {
+                id: row.try_get("id")?,
+                owner: row.try_get("owner")?,
+                name: row.try_get("name")?,
+                scopes: row.try_get("scopes")?,
+                expiry: row.try_get("expiry")?,
+                expires_at: row.try_get("expires_at")?,
+                active: row.try_get("active")?,
+                created: row.try_get("created")?,
+                modified: row.try_get("modified")?,
+                last_used: row.try_get("last_used")?,
+                secret_hash: row.try_get("secret_hash")?,
+                previous_hash: row.try_get("previous_hash")?,
+                previous_valid_until: row.try_get("previous_valid_until")?,
+            })
+        })()
+        .map_err(|e| $crate::store::StoreError::Invalid(format!("cannot read a token row: {e}")))
+    }};
+}
+pub(crate) use decode_row;
+
+/// Binds [`Arg`]s to a `sqlx::query`, in order.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for a in $args {
+            q = match a {
+                $crate::store::sql::Arg::Text(v) => q.bind(v),
+                $crate::store::sql::Arg::OptText(v) => q.bind(v),
+                $crate::store::sql::Arg::Int(v) => q.bind(v),
+                $crate::store::sql::Arg::OptInt(v) => q.bind(v),
+                $crate::store::sql::Arg::Bool(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_args;
+
+const WRITE_COLUMNS: [&str; 16] = [
+    "id",
+    "owner",
+    "owner_lc",
+    "name",
+    "name_lc",
+    "scopes",
+    "expiry",
+    "sliding",
+    "expires_at",
+    "active",
+    "created",
+    "modified",
+    "last_used",
+    "secret_hash",
+    "previous_hash",
+    "previous_valid_until",
+];
+
+/// The fixed statements of one dialect, built once.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) get: String,
+    pub(crate) insert: String,
+    pub(crate) update: String,
+    pub(crate) delete: String,
+    pub(crate) touch: String,
+}
+
+/// The statements for `d`.
+pub(crate) fn statements(d: Dialect) -> &'static Statements {
+    use std::sync::LazyLock;
+    fn build(d: Dialect) -> Statements {
+        Statements {
+            get: get(d),
+            insert: insert(d),
+            update: update(d),
+            delete: delete(d),
+            touch: touch(d),
+        }
+    }
+    static SQLITE: LazyLock<Statements> = LazyLock::new(|| build(Dialect::Sqlite));
+    static POSTGRES: LazyLock<Statements> = LazyLock::new(|| build(Dialect::Postgres));
+    match d {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+}
+
+/// The bind values of [`insert`] and [`update`], in [`WRITE_COLUMNS`] order.
+pub(crate) fn write_args(f: Flat, d: Derived) -> Vec<Arg> {
+    vec![
+        Arg::Text(f.id),
+        Arg::Text(f.owner),
+        Arg::Text(d.owner_lc),
+        Arg::Text(f.name),
+        Arg::Text(d.name_lc),
+        Arg::Text(f.scopes),
+        Arg::Text(f.expiry),
+        Arg::Bool(d.sliding),
+        Arg::OptInt(f.expires_at),
+        Arg::Bool(f.active),
+        Arg::Int(f.created),
+        Arg::Int(f.modified),
+        Arg::OptInt(f.last_used),
+        Arg::Text(f.secret_hash),
+        Arg::OptText(f.previous_hash),
+        Arg::OptInt(f.previous_valid_until),
+    ]
+}
+
+/// `INSERT … ON CONFLICT DO NOTHING`: no row affected means the id is taken.
+fn insert(d: Dialect) -> String {
+    let values: Vec<String> = (1..=WRITE_COLUMNS.len()).map(|n| ph(d, n)).collect();
+    format!(
+        "INSERT INTO pat_tokens ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        WRITE_COLUMNS.join(", "),
+        values.join(", ")
+    )
+}
+
+/// Replaces every column of the row whose id is the first argument.
+fn update(d: Dialect) -> String {
+    let sets: Vec<String> = WRITE_COLUMNS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, c)| format!("{c} = {}", ph(d, i + 1)))
+        .collect();
+    format!(
+        "UPDATE pat_tokens SET {} WHERE id = {}",
+        sets.join(", "),
+        ph(d, 1)
+    )
+}
+
+/// One row by id (argument 1).
+fn get(d: Dialect) -> String {
+    format!("SELECT {COLUMNS} FROM pat_tokens WHERE id = {}", ph(d, 1))
+}
+
+/// Deletes by id (argument 1).
+fn delete(d: Dialect) -> String {
+    format!("DELETE FROM pat_tokens WHERE id = {}", ph(d, 1))
+}
+
+/// Moves `last_used` and, for sliding tokens, `expires_at` forward only, in one atomic
+/// statement (so concurrent touches from many replicas keep the latest values).
+fn touch(d: Dialect) -> String {
+    let (id, used, exp) = (ph(d, 1), ph(d, 2), ph(d, 3));
+    format!(
+        "UPDATE pat_tokens SET \
+         last_used = CASE WHEN last_used IS NULL OR last_used < {used} THEN {used} ELSE last_used END, \
+         expires_at = CASE WHEN sliding AND {exp} IS NOT NULL AND (expires_at IS NULL OR expires_at < {exp}) \
+         THEN {exp} ELSE expires_at END \
+         WHERE id = {id}"
+    )
+}
+
+/// The bind values of [`touch`].
+pub(crate) fn touch_args(id: &crate::token::TokenId, t: &Touch) -> Vec<Arg> {
+    vec![
+        Arg::Text(id.to_string()),
+        Arg::Int(t.last_used.unix_timestamp()),
+        Arg::OptInt(t.expires_at.map(|e| e.unix_timestamp())),
+    ]
+}
+
+/// A listing: the `COUNT(*)` statement, the page statement, and their shared arguments.
+#[derive(Debug)]
+pub(crate) struct ListSql {
+    pub(crate) count: String,
+    pub(crate) page: String,
+    pub(crate) args: Vec<Arg>,
+}
+
+/// Builds the listing for `q`: every filter of [`ListQuery::matches`] as a `WHERE`
+/// clause, the order of [`ListQuery::compare`] as an index-backed `ORDER BY`, and the
+/// page as `LIMIT`/`OFFSET`.
+pub(crate) fn list(d: Dialect, q: &ListQuery) -> ListSql {
+    let mut conds: Vec<String> = Vec::new();
+    let mut args: Vec<Arg> = Vec::new();
+    let next = |args: &mut Vec<Arg>, a: Arg| {
+        args.push(a);
+        args.len()
+    };
+    if let Some(o) = &q.owner {
+        let n = next(&mut args, Arg::Text(o.clone()));
+        conds.push(format!("owner = {}", ph(d, n)));
+    }
+    if let Some(s) = &q.name_contains {
+        let n = next(&mut args, Arg::Text(s.to_lowercase()));
+        conds.push(contains(d, "name_lc", n));
+    }
+    if let Some(s) = &q.has_scope {
+        let n = next(&mut args, Arg::Text(format!(" {s} ")));
+        conds.push(contains(d, "(' ' || scopes || ' ')", n));
+    }
+    if let Some(t) = q.expires_before {
+        let n = next(&mut args, Arg::Int(t.unix_timestamp()));
+        conds.push(format!(
+            "expires_at IS NOT NULL AND expires_at < {}",
+            ph(d, n)
+        ));
+    }
+    if let Some(t) = q.expires_after {
+        let n = next(&mut args, Arg::Int(t.unix_timestamp()));
+        conds.push(format!("(expires_at IS NULL OR expires_at > {})", ph(d, n)));
+    }
+    if let Some(t) = q.last_used_before {
+        let n = next(&mut args, Arg::Int(t.unix_timestamp()));
+        conds.push(format!(
+            "last_used IS NOT NULL AND last_used < {}",
+            ph(d, n)
+        ));
+    }
+    match q.never_used {
+        Some(true) => conds.push("last_used IS NULL".into()),
+        Some(false) => conds.push("last_used IS NOT NULL".into()),
+        None => {}
+    }
+    if let Some(a) = q.active {
+        let n = next(&mut args, Arg::Bool(a));
+        conds.push(format!("active = {}", ph(d, n)));
+    }
+    if let Some(s) = &q.search {
+        let n = next(&mut args, Arg::Text(s.to_lowercase()));
+        conds.push(format!(
+            "({} OR {})",
+            contains(d, "name_lc", n),
+            contains(d, "owner_lc", n)
+        ));
+    }
+    let where_sql = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    let key = match q.order.field {
+        SortField::LastUsed => format!("coalesce(last_used, {NULL_LAST})"),
+        SortField::Expires => format!("coalesce(expires_at, {NULL_LAST})"),
+        SortField::Name => "name".to_owned(),
+        // `SortField` is non-exhaustive; `Created` is the default order.
+        _ => "created".to_owned(),
+    };
+    let dir = if q.order.descending { "DESC" } else { "ASC" };
+    ListSql {
+        count: format!("SELECT COUNT(*) FROM pat_tokens{where_sql}"),
+        page: format!(
+            "SELECT {COLUMNS} FROM pat_tokens{where_sql} ORDER BY {key} {dir}, id {dir} LIMIT {} OFFSET {}",
+            q.limit(),
+            q.offset()
+        ),
+        args,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_per_dialect() {
+        let q = ListQuery::new().owner("alice");
+        let s = list(Dialect::Sqlite, &q);
+        assert!(s.page.contains("owner = ?1"), "{}", s.page);
+        let p = list(Dialect::Postgres, &q);
+        assert!(p.page.contains("owner = $1"), "{}", p.page);
+        assert!(update(Dialect::Postgres).ends_with("WHERE id = $1"));
+        assert!(insert(Dialect::Sqlite).contains("?16"));
+    }
+}

@@ -1,0 +1,313 @@
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::sync::broadcast;
+
+use crate::record::TokenRecord;
+use crate::store::codec::{self, AbortOnDrop, Flat};
+use crate::store::sql::{self, bind_args, decode_row, Dialect};
+use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch};
+use crate::token::TokenId;
+
+const D: Dialect = Dialect::Sqlite;
+
+/// How long change rows are kept for other processes to read.
+const CHANGE_RETENTION_SECS: i64 = 600;
+
+/// Tokens in a SQLite file: the embedded default, for one process or a few sharing a
+/// file on one host. Tokens survive restarts.
+///
+/// - The file is created if missing, the schema is migrated on connect
+///   ([`migrate`](Self::migrate) runs it again, idempotently).
+/// - WAL journal mode and a 5 s busy timeout, so several processes can share one file:
+///   readers never block, writers wait for each other instead of failing.
+/// - Listings run in SQL with an index per sort field (`created`, `last_used`,
+///   `expires_at`, `name`) and one on `owner`.
+///
+/// # Revocations across processes
+///
+/// [`publish_change`](TokenStore::publish_change) appends a row to a `pat_changes` table
+/// (an autoincrement revision, the token id and this store's instance id). Once an
+/// [`Authenticator`](crate::Authenticator) subscribes, a task reads rows newer than the last
+/// revision it saw every [`POLL_INTERVAL`](Self::POLL_INTERVAL) (one indexed query), so another process's
+/// cache drops a revoked token within about 0.5 s (at most `POLL_INTERVAL` plus one
+/// query). Rows older than 10 minutes are pruned.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tower_pat::store::{SqliteStore, TokenStore};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("tokens.db");
+/// let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+/// assert!(store.get(&tower_pat::TokenId::generate()).await.unwrap().is_none());
+/// # }
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// `None` for `sqlite::memory:`, which no other process can see.
+    changes: Option<Changes>,
+}
+
+#[derive(Debug)]
+struct Changes {
+    instance: String,
+    tx: broadcast::Sender<TokenId>,
+    poller: Mutex<Option<AbortOnDrop>>,
+}
+
+fn query_failed(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable("sqlite query failed", e)
+}
+
+impl SqliteStore {
+    /// How often a subscribed store looks for revocations written by other processes
+    /// sharing the file.
+    pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+    /// Opens (creating if missing) the database at `url` — `sqlite://path.db`,
+    /// `sqlite:path.db` or `sqlite::memory:` — and migrates it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let bad = |e: sqlx::Error| {
+            StoreError::Invalid(format!("bad SQLite URL {}: {e}", mask_url(url)))
+        };
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut options = SqliteConnectOptions::from_str(url)
+            .map_err(bad)?
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(5));
+        let mut pool = SqlitePoolOptions::new();
+        if memory {
+            // Every connection to `:memory:` is its own database: keep exactly one, forever.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            pool = pool.max_connections(4);
+        }
+        let pool = pool
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::unavailable(format!("cannot open SQLite database {}", mask_url(url)), e)
+            })?;
+        let store = Self {
+            pool,
+            changes: (!memory).then(|| Changes {
+                instance: codec::instance_id(),
+                tx: broadcast::channel(1024).0,
+                poller: Mutex::new(None),
+            }),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Brings the schema to the current version. Runs on connect; safe to run again and
+    /// from several processes at once (it takes SQLite's write lock first).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(query_failed)?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(query_failed)?;
+        let result = async {
+            sqlx::query(sql::SCHEMA_TABLE).execute(&mut *conn).await?;
+            let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
+                .fetch_one(&mut *conn)
+                .await?;
+            let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
+            let all = sql::migrations(D);
+            for statements in all.iter().skip(version) {
+                for s in statements.iter() {
+                    sqlx::query(s).execute(&mut *conn).await?;
+                }
+            }
+            if all.len() > version {
+                sqlx::query("DELETE FROM pat_schema").execute(&mut *conn).await?;
+                sqlx::query("INSERT INTO pat_schema (version) VALUES (?1)")
+                    .bind(all.len() as i64)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = sqlx::query(end).execute(&mut *conn).await;
+        result.map_err(|e| StoreError::unavailable("sqlite migration failed", e))?;
+        ended.map_err(query_failed)?;
+        Ok(())
+    }
+
+    /// The connection pool, for queries of your own (such as `EXPLAIN QUERY PLAN`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn start_poller(&self, changes: &Changes) {
+        let mut slot = changes.poller.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (pool, tx, instance) = (
+            self.pool.clone(),
+            changes.tx.clone(),
+            changes.instance.clone(),
+        );
+        *slot = Some(AbortOnDrop(handle.spawn(poll_changes(pool, tx, instance))));
+    }
+}
+
+/// Follows `pat_changes`, sending other processes' token ids to `tx`.
+async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance: String) {
+    let mut last: Option<i64> = None;
+    let mut tick = tokio::time::interval(SqliteStore::POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(from) = last else {
+            match sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(rev) FROM pat_changes")
+                .fetch_one(&pool)
+                .await
+            {
+                Ok(rev) => last = Some(rev.unwrap_or(0)),
+                Err(e) => tracing::warn!(error = %e, "cannot read sqlite token changes"),
+            }
+            continue;
+        };
+        let rows: Result<Vec<(i64, String, String)>, _> = sqlx::query_as(
+            "SELECT rev, token_id, instance FROM pat_changes WHERE rev > ?1 ORDER BY rev LIMIT 1000",
+        )
+        .bind(from)
+        .fetch_all(&pool)
+        .await;
+        match rows {
+            Ok(rows) => {
+                for (rev, id, from_instance) in rows {
+                    last = Some(rev);
+                    if from_instance != instance {
+                        if let Ok(id) = id.parse() {
+                            // No receiver left is fine: nobody caches.
+                            let _ = tx.send(id);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read sqlite token changes"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for SqliteStore {
+    async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(&sql::statements(D).get)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        row.map(|r| decode_row!(&r)?.into_record()).transpose()
+    }
+
+    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
+        let done = bind_args!(sqlx::query(&sql::statements(D).insert), args)
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(record.id));
+        }
+        Ok(())
+    }
+
+    async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+        let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
+        let done = bind_args!(sqlx::query(&sql::statements(D).update), args)
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        let done = sqlx::query(&sql::statements(D).delete)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
+        let l = sql::list(D, query);
+        let total: i64 = bind_args!(sqlx::query_scalar(&l.count), l.args.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        let rows = bind_args!(sqlx::query(&l.page), l.args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        let items = rows
+            .iter()
+            .map(|r| decode_row!(r)?.into_record())
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            total: u64::try_from(total).unwrap_or(0),
+            items,
+        })
+    }
+
+    async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
+        bind_args!(sqlx::query(&sql::statements(D).touch), sql::touch_args(id, touch))
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+        Ok(())
+    }
+
+    async fn publish_change(&self, id: &TokenId) -> Result<(), StoreError> {
+        let Some(changes) = &self.changes else {
+            return Ok(());
+        };
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut tx = self.pool.begin().await.map_err(query_failed)?;
+        sqlx::query("INSERT INTO pat_changes (token_id, instance, at) VALUES (?1, ?2, ?3)")
+            .bind(id.as_str())
+            .bind(&changes.instance)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_failed)?;
+        sqlx::query("DELETE FROM pat_changes WHERE at < ?1")
+            .bind(now - CHANGE_RETENTION_SECS)
+            .execute(&mut *tx)
+            .await
+            .map_err(query_failed)?;
+        tx.commit().await.map_err(query_failed)
+    }
+
+    fn subscribe_changes(&self) -> Option<broadcast::Receiver<TokenId>> {
+        let changes = self.changes.as_ref()?;
+        let rx = changes.tx.subscribe();
+        self.start_poller(changes);
+        Some(rx)
+    }
+}

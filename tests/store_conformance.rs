@@ -1,0 +1,538 @@
+//! One conformance suite, instantiated unchanged for every store: memory, SQLite (a
+//! temporary file), PostgreSQL (a fresh schema per test, dropped after) and Redis (a
+//! random key prefix per test, deleted after). The servers come from
+//! `PAT_TEST_POSTGRES_URL` and `PAT_TEST_REDIS_URL`; unset → skipped (and said so).
+//!
+//! Filters and order are checked against the reference semantics,
+//! [`ListQuery::matches`] and [`ListQuery::compare`].
+
+mod store_env;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::macros::datetime;
+use time::OffsetDateTime;
+use tower_pat::expiry::Expiry;
+use tower_pat::record::{PreviousSecret, TokenRecord};
+use tower_pat::store::{ListQuery, Order, SortField, StoreError, TokenStore, Touch};
+use tower_pat::token::SecretHash;
+use tower_pat::{ScopeSet, TokenId};
+
+const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
+const NODE: &str = "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:rw";
+
+fn secs(n: i64) -> time::Duration {
+    time::Duration::seconds(n)
+}
+
+fn record(owner: &str, name: &str) -> TokenRecord {
+    TokenRecord::new(
+        TokenId::generate(),
+        owner,
+        name,
+        ScopeSet::full_access(),
+        Expiry::Never,
+        SecretHash::of(&format!("secret-{owner}-{name}")),
+        T0,
+    )
+}
+
+/// 40 tokens with ties in every sort field, nulls, unicode, disabled and expired ones.
+fn dataset() -> Vec<TokenRecord> {
+    let owners = ["alice", "bob", "Carol", "dave"];
+    let names = ["deploy", "Deploy", "laptop", "ÄRGER 100%", "ci_runner"];
+    let scopes = ["repo:read repo:write", NODE, "", "repo:public_read *"];
+    (0..40i64)
+        .map(|i| {
+            let created = T0 + secs(3600 * ((i * 7) % 13));
+            let mut r = TokenRecord::new(
+                TokenId::generate(),
+                owners[(i % 4) as usize],
+                names[(i % 5) as usize],
+                scopes[(i % 4) as usize].parse().unwrap(),
+                match i % 4 {
+                    0 => Expiry::Never,
+                    1 => Expiry::HardLimit {
+                        expires_at: T0 + secs(86_400 * ((i % 6) - 2)),
+                    },
+                    2 => Expiry::AutoRefresh {
+                        window: Duration::from_secs(3600),
+                        not_after: None,
+                    },
+                    _ => Expiry::HardLimit {
+                        expires_at: T0 + secs(86_400 * 365),
+                    },
+                },
+                SecretHash::of(&format!("s{i}")),
+                created,
+            );
+            if i % 4 == 2 {
+                r.expires_at = Some(T0 + secs(3600 * (i % 9)));
+            }
+            r.last_used = (i % 3 != 0).then(|| T0 + secs(86_400 * ((i * 5) % 11)));
+            r.active = i % 5 != 2;
+            if i % 6 == 0 {
+                r.previous_secret = Some(PreviousSecret {
+                    hash: SecretHash::of("old"),
+                    valid_until: T0 + secs(600),
+                });
+            }
+            r
+        })
+        .collect()
+}
+
+async fn insert_all(store: &Arc<dyn TokenStore>, records: &[TokenRecord]) {
+    for r in records {
+        store.insert(r).await.unwrap();
+    }
+}
+
+fn expected(records: &[TokenRecord], q: &ListQuery) -> Vec<TokenId> {
+    let mut hits: Vec<&TokenRecord> = records.iter().filter(|r| q.matches(r)).collect();
+    hits.sort_by(|a, b| q.compare(a, b));
+    hits.into_iter().map(|r| r.id).collect()
+}
+
+fn ids(items: &[TokenRecord]) -> Vec<TokenId> {
+    items.iter().map(|r| r.id).collect()
+}
+
+fn orders() -> Vec<Order> {
+    let mut v = Vec::new();
+    for field in [
+        SortField::Created,
+        SortField::LastUsed,
+        SortField::Expires,
+        SortField::Name,
+    ] {
+        for descending in [false, true] {
+            v.push(Order { field, descending });
+        }
+    }
+    v
+}
+
+/// The filters, one or several at a time, and whether each must match something.
+fn filters() -> Vec<(&'static str, ListQuery, bool)> {
+    let mut v = Vec::new();
+    let mut add = |label: &'static str, f: &dyn Fn(&mut ListQuery), nonempty: bool| {
+        let mut q = ListQuery::new().page(1, 1000);
+        f(&mut q);
+        v.push((label, q, nonempty));
+    };
+    add("none", &|_| {}, true);
+    add("owner", &|q| q.owner = Some("alice".into()), true);
+    add("owner is exact", &|q| q.owner = Some("carol".into()), false);
+    add("name ci", &|q| q.name_contains = Some("DEPLOY".into()), true);
+    add("name unicode", &|q| q.name_contains = Some("ärg".into()), true);
+    add("name % literal", &|q| q.name_contains = Some("0%".into()), true);
+    add("name _ literal", &|q| q.name_contains = Some("i_r".into()), true);
+    add("name no wildcard", &|q| q.name_contains = Some("d%y".into()), false);
+    add("scope", &|q| q.has_scope = Some("repo:read".parse().unwrap()), true);
+    add("scope _", &|q| q.has_scope = Some("repo:public_read".parse().unwrap()), true);
+    add("scope *", &|q| q.has_scope = Some("*".parse().unwrap()), true);
+    add("scope node", &|q| q.has_scope = Some(NODE.parse().unwrap()), true);
+    add("scope exact", &|q| q.has_scope = Some("repo:rea".parse().unwrap()), false);
+    add("expires before", &|q| q.expires_before = Some(T0 + secs(86_400)), true);
+    add("expires after", &|q| q.expires_after = Some(T0 + secs(86_400)), true);
+    add("last used before", &|q| q.last_used_before = Some(T0 + secs(86_400 * 5)), true);
+    add("never used", &|q| q.never_used = Some(true), true);
+    add("used", &|q| q.never_used = Some(false), true);
+    add("active", &|q| q.active = Some(true), true);
+    add("disabled", &|q| q.active = Some(false), true);
+    add("search owner", &|q| q.search = Some("CAR".into()), true);
+    add("search name", &|q| q.search = Some("lapt".into()), true);
+    add(
+        "combined",
+        &|q| {
+            q.owner = Some("bob".into());
+            q.active = Some(true);
+            q.never_used = Some(false);
+        },
+        true,
+    );
+    add(
+        "search + scope",
+        &|q| {
+            q.search = Some("a".into());
+            q.has_scope = Some("repo:write".parse().unwrap());
+            q.expires_after = Some(T0);
+        },
+        true,
+    );
+    v
+}
+
+mod suite {
+    use super::*;
+
+    pub(crate) async fn crud(store: Arc<dyn TokenStore>) {
+        let mut r = record("alice", "laptop");
+        store.insert(&r).await.unwrap();
+        assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
+
+        r.owner = "bob".into();
+        r.name = "renamed".into();
+        r.active = false;
+        r.scopes = "repo:read".parse().unwrap();
+        r.modified = T0 + secs(5);
+        assert!(store.update(&r).await.unwrap());
+        assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
+        // Indexes follow the update.
+        let alice = store.list(&ListQuery::new().owner("alice")).await.unwrap();
+        assert_eq!(alice.total, 0);
+        assert!(alice.items.is_empty());
+        let bob = store.list(&ListQuery::new().owner("bob")).await.unwrap();
+        assert_eq!(ids(&bob.items), vec![r.id]);
+
+        assert!(!store.update(&record("x", "never inserted")).await.unwrap());
+        assert!(store.delete(&r.id).await.unwrap());
+        assert!(!store.delete(&r.id).await.unwrap());
+        assert_eq!(store.get(&r.id).await.unwrap(), None);
+        let all = store.list(&ListQuery::new()).await.unwrap();
+        assert_eq!((all.total, all.items.len()), (0, 0));
+        let bob = store.list(&ListQuery::new().owner("bob")).await.unwrap();
+        assert_eq!(bob.total, 0);
+    }
+
+    pub(crate) async fn unknown_ids(store: Arc<dyn TokenStore>) {
+        let id = TokenId::generate();
+        assert_eq!(store.get(&id).await.unwrap(), None);
+        assert!(!store.delete(&id).await.unwrap());
+        let t = Touch {
+            last_used: T0,
+            expires_at: Some(T0),
+        };
+        store.touch(&id, &t).await.unwrap();
+        assert_eq!(store.get(&id).await.unwrap(), None);
+        assert_eq!(store.list(&ListQuery::new()).await.unwrap().total, 0);
+    }
+
+    pub(crate) async fn insert_conflict(store: Arc<dyn TokenStore>) {
+        let r = record("alice", "one");
+        store.insert(&r).await.unwrap();
+        let mut other = record("mallory", "two");
+        other.id = r.id;
+        match store.insert(&other).await {
+            Err(StoreError::Conflict(id)) => assert_eq!(id, r.id),
+            res => panic!("expected a conflict, got {res:?}"),
+        }
+        assert_eq!(store.get(&r.id).await.unwrap(), Some(r));
+    }
+
+    pub(crate) async fn round_trip(store: Arc<dyn TokenStore>) {
+        let mut records = Vec::new();
+        let expiries = [
+            Expiry::Never,
+            Expiry::HardLimit {
+                expires_at: T0 + secs(86_400),
+            },
+            Expiry::AutoRefresh {
+                window: Duration::from_secs(3600),
+                not_after: Some(T0 + secs(86_400 * 30)),
+            },
+            Expiry::AutoRefresh {
+                window: Duration::from_secs(60),
+                not_after: None,
+            },
+        ];
+        for (i, expiry) in expiries.into_iter().enumerate() {
+            for prev in [false, true] {
+                let mut r = TokenRecord::new(
+                    TokenId::generate(),
+                    "Zoë O'Brien; DROP TABLE pat_tokens;--",
+                    format!("naïve name {i} \"quoted\" 🚀"),
+                    format!("repo:read {NODE} sp:* * read").parse().unwrap(),
+                    expiry,
+                    SecretHash::of(&format!("{i}{prev}")),
+                    T0 + secs(i as i64),
+                );
+                r.modified = T0 + secs(100);
+                r.last_used = prev.then_some(T0 + secs(50));
+                r.active = !prev;
+                r.previous_secret = prev.then(|| PreviousSecret {
+                    hash: SecretHash::of("before rotation"),
+                    valid_until: T0 + secs(3600),
+                });
+                records.push(r);
+            }
+        }
+        let mut empty = record("", "");
+        empty.expires_at = None;
+        records.push(empty);
+        insert_all(&store, &records).await;
+        for r in &records {
+            assert_eq!(store.get(&r.id).await.unwrap().as_ref(), Some(r));
+        }
+        let page = store
+            .list(&ListQuery::new().page(1, 100))
+            .await
+            .unwrap();
+        assert_eq!(page.total, records.len() as u64);
+        for r in &records {
+            assert!(page.items.contains(r), "listed record differs: {r:?}");
+        }
+    }
+
+    pub(crate) async fn filters(store: Arc<dyn TokenStore>) {
+        let data = dataset();
+        insert_all(&store, &data).await;
+        for (label, q, nonempty) in super::filters() {
+            let want = expected(&data, &q);
+            assert_eq!(!want.is_empty(), nonempty, "{label}: bad test data");
+            if label != "none" {
+                assert!(want.len() < data.len(), "{label}: filter selects everything");
+            }
+            let page = store.list(&q).await.unwrap();
+            assert_eq!(ids(&page.items), want, "{label}");
+            assert_eq!(page.total, want.len() as u64, "{label}");
+        }
+    }
+
+    pub(crate) async fn sorts(store: Arc<dyn TokenStore>) {
+        let data = dataset();
+        insert_all(&store, &data).await;
+        for order in orders() {
+            // No filter, an owner filter, and another filter take different paths in
+            // some stores.
+            for (label, mut q) in [
+                ("all", ListQuery::new()),
+                ("owner", ListQuery::new().owner("Carol")),
+                ("filtered", {
+                    let mut q = ListQuery::new();
+                    q.active = Some(true);
+                    q
+                }),
+            ] {
+                q = q.page(1, 1000);
+                q.order = order;
+                let want = expected(&data, &q);
+                assert!(want.len() > 5);
+                let page = store.list(&q).await.unwrap();
+                assert_eq!(ids(&page.items), want, "{order:?} {label}");
+            }
+        }
+    }
+
+    pub(crate) async fn pagination(store: Arc<dyn TokenStore>) {
+        let data = dataset();
+        insert_all(&store, &data).await;
+        for order in orders() {
+            for owner in [None, Some("bob")] {
+                let mut q = ListQuery::new();
+                q.owner = owner.map(Into::into);
+                q.order = order;
+                let want = expected(&data, &q);
+                let mut got = Vec::new();
+                for page_no in 1.. {
+                    let q = q.clone().page(page_no, 7);
+                    let page = store.list(&q).await.unwrap();
+                    assert_eq!(page.total, want.len() as u64);
+                    if page.items.is_empty() {
+                        break;
+                    }
+                    assert!(page.items.len() <= 7);
+                    got.extend(ids(&page.items));
+                }
+                assert_eq!(got, want, "{order:?} owner={owner:?}");
+            }
+        }
+        // Past the end: empty page, total still right.
+        let page = store.list(&ListQuery::new().page(100, 7)).await.unwrap();
+        assert!(page.items.is_empty());
+        assert_eq!(page.total, data.len() as u64);
+    }
+
+    pub(crate) async fn touch(store: Arc<dyn TokenStore>) {
+        let mut sliding = record("alice", "sliding");
+        sliding.expiry = Expiry::AutoRefresh {
+            window: Duration::from_secs(3600),
+            not_after: None,
+        };
+        sliding.expires_at = Some(T0 + secs(3600));
+        let mut hard = record("alice", "hard");
+        hard.expiry = Expiry::HardLimit {
+            expires_at: T0 + secs(7200),
+        };
+        hard.expires_at = Some(T0 + secs(7200));
+        let never = record("alice", "never");
+        insert_all(&store, &[sliding.clone(), hard.clone(), never.clone()]).await;
+
+        let forward = Touch {
+            last_used: T0 + secs(600),
+            expires_at: Some(T0 + secs(4200)),
+        };
+        for r in [&sliding, &hard, &never] {
+            store.touch(&r.id, &forward).await.unwrap();
+        }
+        let s = store.get(&sliding.id).await.unwrap().unwrap();
+        assert_eq!(s.last_used, Some(T0 + secs(600)));
+        assert_eq!(s.expires_at, Some(T0 + secs(4200)));
+        // Only sliding tokens move their expiry.
+        let h = store.get(&hard.id).await.unwrap().unwrap();
+        assert_eq!(h.last_used, Some(T0 + secs(600)));
+        assert_eq!(h.expires_at, Some(T0 + secs(7200)));
+        let n = store.get(&never.id).await.unwrap().unwrap();
+        assert_eq!(n.last_used, Some(T0 + secs(600)));
+        assert_eq!(n.expires_at, None);
+
+        // Never backwards.
+        let back = Touch {
+            last_used: T0 + secs(300),
+            expires_at: Some(T0 + secs(3900)),
+        };
+        store.touch(&sliding.id, &back).await.unwrap();
+        let s2 = store.get(&sliding.id).await.unwrap().unwrap();
+        assert_eq!(s2, s);
+        // The rest of the record is untouched.
+        assert_eq!(
+            TokenRecord {
+                last_used: None,
+                expires_at: sliding.expires_at,
+                ..s2
+            },
+            sliding
+        );
+        // A touch without an expiry leaves it alone.
+        store
+            .touch(
+                &sliding.id,
+                &Touch {
+                    last_used: T0 + secs(900),
+                    expires_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        let s3 = store.get(&sliding.id).await.unwrap().unwrap();
+        assert_eq!(s3.last_used, Some(T0 + secs(900)));
+        assert_eq!(s3.expires_at, Some(T0 + secs(4200)));
+        // The listing order follows touches.
+        let mut q = ListQuery::new();
+        q.order = Order {
+            field: SortField::LastUsed,
+            descending: true,
+        };
+        let page = store.list(&q).await.unwrap();
+        assert_eq!(page.items[0].id, sliding.id);
+        let mut q = ListQuery::new();
+        q.expires_after = Some(T0 + secs(4000));
+        q.expires_before = Some(T0 + secs(5000));
+        assert_eq!(ids(&store.list(&q).await.unwrap().items), vec![sliding.id]);
+    }
+
+    pub(crate) async fn concurrent_touches(store: Arc<dyn TokenStore>) {
+        let mut r = record("alice", "busy");
+        r.expiry = Expiry::AutoRefresh {
+            window: Duration::from_secs(3600),
+            not_after: None,
+        };
+        r.expires_at = Some(T0 + secs(3600));
+        store.insert(&r).await.unwrap();
+        let mut tasks = Vec::new();
+        // Shuffled order, so the last write is rarely the largest.
+        for i in (0..50i64).map(|i| (i * 17) % 50) {
+            let (store, id) = (store.clone(), r.id);
+            tasks.push(tokio::spawn(async move {
+                let t = Touch {
+                    last_used: T0 + secs(i),
+                    expires_at: Some(T0 + secs(3600 + i)),
+                };
+                store.touch(&id, &t).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let got = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(got.last_used, Some(T0 + secs(49)));
+        assert_eq!(got.expires_at, Some(T0 + secs(3649)));
+    }
+
+    pub(crate) async fn disabled_and_expired(store: Arc<dyn TokenStore>) {
+        let now = T0 + secs(86_400);
+        let live = record("alice", "live");
+        let mut disabled = record("alice", "disabled");
+        disabled.active = false;
+        let mut expired = record("alice", "expired");
+        expired.expiry = Expiry::HardLimit {
+            expires_at: T0 + secs(60),
+        };
+        expired.expires_at = Some(T0 + secs(60));
+        let mut both = expired.clone();
+        both.id = TokenId::generate();
+        both.name = "both".into();
+        both.active = false;
+        let all = [live.clone(), disabled.clone(), expired.clone(), both.clone()];
+        insert_all(&store, &all).await;
+
+        let page = store.list(&ListQuery::new()).await.unwrap();
+        assert_eq!(page.total, 4, "disabled and expired tokens are listed");
+        let mut q = ListQuery::new();
+        q.active = Some(false);
+        let mut got = ids(&store.list(&q).await.unwrap().items);
+        got.sort();
+        let mut want = vec![disabled.id, both.id];
+        want.sort();
+        assert_eq!(got, want);
+        let mut q = ListQuery::new();
+        q.expires_before = Some(now);
+        let mut got = ids(&store.list(&q).await.unwrap().items);
+        got.sort();
+        let mut want = vec![expired.id, both.id];
+        want.sort();
+        assert_eq!(got, want);
+        let mut q = ListQuery::new();
+        q.expires_after = Some(now);
+        q.active = Some(true);
+        assert_eq!(ids(&store.list(&q).await.unwrap().items), vec![live.id]);
+        let d = store.get(&disabled.id).await.unwrap().unwrap();
+        assert!(!d.active);
+        let e = store.get(&expired.id).await.unwrap().unwrap();
+        assert!(e.is_expired(now));
+    }
+
+    pub(crate) async fn ids_unique(store: Arc<dyn TokenStore>) {
+        let records: Vec<TokenRecord> = (0..200)
+            .map(|i| record(&format!("user{}", i % 10), "bulk"))
+            .collect();
+        let mut distinct: Vec<TokenId> = ids(&records);
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 200);
+        insert_all(&store, &records).await;
+        let page = store.list(&ListQuery::new().page(1, 1000)).await.unwrap();
+        assert_eq!(page.total, 200);
+        let mut listed = ids(&page.items);
+        listed.sort();
+        assert_eq!(listed, distinct);
+    }
+}
+
+macro_rules! conformance {
+    ($store:ident, $setup:path) => {
+        mod $store {
+            use super::*;
+            conformance!(@each $setup; crud, unknown_ids, insert_conflict, round_trip, filters,
+                sorts, pagination, touch, concurrent_touches, disabled_and_expired, ids_unique);
+        }
+    };
+    (@each $setup:path; $($test:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                store_env::run($setup, suite::$test).await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, store_env::memory);
+#[cfg(feature = "sqlite")]
+conformance!(sqlite, store_env::sqlite);
+#[cfg(feature = "postgres")]
+conformance!(postgres, store_env::postgres);
+#[cfg(feature = "redis")]
+conformance!(redis, store_env::redis);
