@@ -1,0 +1,923 @@
+//! The admin REST router, driven through `PatLayer` with `tower::ServiceExt::oneshot`.
+#![cfg(feature = "admin")]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::Router;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
+use tower_pat::record::TokenRecord;
+use tower_pat::store::{ListQuery, MemoryStore, Page, StoreError, TokenStore, Touch};
+use tower_pat::{admin, Authenticator, PatLayer, TokenId};
+
+/// A memory store that can be switched off.
+#[derive(Debug, Default)]
+struct Switch {
+    inner: MemoryStore,
+    off: AtomicBool,
+}
+
+impl Switch {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.off.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                message: "switched off".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for Switch {
+    async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn insert(&self, r: &TokenRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(r).await
+    }
+    async fn update(&self, r: &TokenRecord) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.update(r).await
+    }
+    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete(id).await
+    }
+    async fn list(&self, q: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
+        self.check()?;
+        self.inner.list(q).await
+    }
+    async fn touch(&self, id: &TokenId, t: &Touch) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.touch(id, t).await
+    }
+}
+
+struct Env {
+    app: Router,
+    store: Arc<Switch>,
+    auth: Authenticator,
+    manager: Manager,
+    admin: String,
+    alice_read: String,
+    alice_full: String,
+    bob: String,
+    bob_id: String,
+}
+
+async fn issue(m: &Manager, owner: &str, name: &str, scopes: &[&str]) -> (String, String) {
+    let mut req = CreateTokenRequest::for_owner(owner).name(name);
+    for s in scopes {
+        req = req.scope(*s);
+    }
+    let t = m.create(&Actor::Operator, req).await.unwrap();
+    (t.token.expose().to_owned(), t.view.id.to_string())
+}
+
+async fn env() -> Env {
+    let store = Arc::new(Switch::default());
+    let auth = Authenticator::new(store.clone());
+    let manager = Manager::new(auth.clone());
+    let (admin, _) = issue(&manager, "root", "admin", &["pat:admin", "repo:admin"]).await;
+    let (alice_read, _) = issue(&manager, "alice", "read only", &["repo:read"]).await;
+    let (alice_full, _) = issue(&manager, "alice", "full", &[]).await;
+    let (bob, bob_id) = issue(&manager, "bob", "bob's", &["repo:write"]).await;
+    let app = Router::new()
+        .merge(admin::router(manager.clone()))
+        .layer(PatLayer::new(auth.clone()));
+    Env {
+        app,
+        store,
+        auth,
+        manager,
+        admin,
+        alice_read,
+        alice_full,
+        bob,
+        bob_id,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    json: Value,
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<(&str, String)>,
+) -> Answer {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some((ct, body)) => b.header("content-type", ct).body(Body::from(body)),
+        None => b.body(Body::empty()),
+    }
+    .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+    };
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+async fn post(app: &Router, uri: &str, token: &str, body: Value) -> Answer {
+    call(
+        app,
+        "POST",
+        uri,
+        Some(token),
+        Some(("application/json", body.to_string())),
+    )
+    .await
+}
+
+async fn patch(app: &Router, id: &str, token: &str, ops: Value) -> Answer {
+    call(
+        app,
+        "PATCH",
+        &format!("/personal-access-tokens/{id}"),
+        Some(token),
+        Some(("application/json-patch+json", ops.to_string())),
+    )
+    .await
+}
+
+fn assert_error(a: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(a.status, status, "{}", a.json);
+    assert_eq!(a.json["error"], code, "{}", a.json);
+    assert!(a.json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(a.json["details"].is_array(), "{}", a.json);
+}
+
+fn no_secret(v: &Value) {
+    let s = v.to_string();
+    assert!(!s.contains("secret_hash"), "{s}");
+    assert!(!s.contains("\"token\""), "{s}");
+}
+
+async fn record(e: &Env, id: &str) -> Option<TokenRecord> {
+    e.store.inner.get(&id.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn create_returns_the_token_once_with_no_store() {
+    let e = env().await;
+    let a = post(
+        &e.app,
+        "/personal-access-tokens",
+        &e.alice_read,
+        json!({"name": "ci", "scopes": ["repo:read"], "expire": "20d"}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+    assert_eq!(a.headers["cache-control"], "no-store");
+    let token = a.json["token"].as_str().unwrap();
+    assert!(token.starts_with("pat_"));
+    assert_eq!(a.json["owner"], "alice");
+    assert_eq!(a.json["expiry"], "hard_limit");
+    assert!(a.json.get("secret_hash").is_none());
+    let id = a.json["id"].as_str().unwrap();
+    assert_eq!(
+        a.headers["location"],
+        format!("/personal-access-tokens/{id}").as_str()
+    );
+    let p = e.auth.authenticate(token).await.unwrap();
+    assert_eq!(&*p.owner, "alice");
+    // SailPoint's field names work too.
+    let a = post(
+        &e.app,
+        "/personal-access-tokens",
+        &e.alice_read,
+        json!({"name": "sp", "scope": ["repo:read"], "accessTokenValiditySeconds": 36900}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+}
+
+#[tokio::test]
+async fn create_refuses_bad_input_naming_it() {
+    let e = env().await;
+    let uri = "/personal-access-tokens";
+    let a = post(&e.app, uri, &e.alice_full, json!({"scopes": ["Repo:X"]})).await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(a.json["message"].as_str().unwrap().contains("Repo:X"));
+    assert_eq!(a.json["details"][0]["field"], "scopes");
+    let a = post(&e.app, uri, &e.alice_full, json!({"expire": "20 days"})).await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(a.json["details"][0]["field"], "expire");
+    assert!(a.json["message"].as_str().unwrap().contains("20 days"));
+    let a = post(
+        &e.app,
+        uri,
+        &e.alice_full,
+        json!({"expire": "1d", "never_expires": true}),
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    let a = post(&e.app, uri, &e.alice_full, json!({"colour": "red"})).await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(a.json["message"].as_str().unwrap().contains("colour"));
+    let a = call(
+        &e.app,
+        "POST",
+        uri,
+        Some(&e.alice_full),
+        Some(("application/json", "{not json".into())),
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn scope_capping_and_owner_rules_on_create() {
+    let e = env().await;
+    let uri = "/personal-access-tokens";
+    // A repo:read token cannot mint repo:write, nor full access.
+    let a = post(
+        &e.app,
+        uri,
+        &e.alice_read,
+        json!({"scopes": ["repo:write"]}),
+    )
+    .await;
+    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(a.json["details"][0]["scope"], "repo:write");
+    let a = post(&e.app, uri, &e.alice_read, json!({"name": "all"})).await;
+    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    // A weaker one is fine.
+    let a = post(
+        &e.app,
+        uri,
+        &e.alice_read,
+        json!({"scopes": ["repo:public_read"]}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    // A full-access token of a non-admin grants what its owner has, but never admin.
+    let a = post(
+        &e.app,
+        uri,
+        &e.alice_full,
+        json!({"scopes": ["repo:write"]}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    for s in ["pat:admin", "*", "pat:*"] {
+        let a = post(&e.app, uri, &e.alice_full, json!({ "scopes": [s] })).await;
+        assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    }
+    // Only an admin creates for someone else, and within its own scopes.
+    let a = post(&e.app, uri, &e.alice_full, json!({"owner": "bob"})).await;
+    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    let a = post(
+        &e.app,
+        uri,
+        &e.admin,
+        json!({"owner": "bob", "scopes": ["repo:write"]}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.json["owner"], "bob");
+    let a = post(
+        &e.app,
+        uri,
+        &e.admin,
+        json!({"owner": "bob", "scopes": ["node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:r"]}),
+    )
+    .await;
+    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+}
+
+#[tokio::test]
+async fn list_filters_orders_pages_and_isolates_owners() {
+    let e = env().await;
+    for i in 0..5 {
+        issue(&e.manager, "alice", &format!("deploy {i}"), &["repo:read"]).await;
+    }
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json["count"], 7);
+    let results = a.json["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["owner"] == "alice"));
+    results.iter().for_each(no_secret);
+    // Admins see everyone's by default; `me` narrows.
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens",
+        Some(&e.admin),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["count"], 9);
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?owner-id=me",
+        Some(&e.admin),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["count"], 1);
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?owner-id=bob",
+        Some(&e.admin),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["count"], 1);
+    // Non-admins may not list others.
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?owner-id=bob",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    // Lookups.
+    let a = call(&e.app, "GET", "/personal-access-tokens?name__icontains=DEPLOY&scope=repo:read&active=true&last_used__isnull=false", Some(&e.alice_read), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    // alice_read itself has been used (it authenticated this call), the deploy tokens not.
+    assert_eq!(a.json["count"], 0);
+    let a = call(&e.app, "GET", "/personal-access-tokens?name__icontains=DEPLOY&last_used__isnull=true&expires__gt=2020-01-01T00:00:00Z", Some(&e.alice_read), None).await;
+    assert_eq!(a.json["count"], 5, "{}", a.json);
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?expires__lt=2099-01-01T00:00:00Z",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["count"], 0);
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?search=deploy%203",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["count"], 1);
+    assert_eq!(a.json["results"][0]["name"], "deploy 3");
+    // Order and pages.
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?order_by=-name&page=2&page_size=2&search=deploy",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.json["count"], 5);
+    let names: Vec<&str> = a.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["deploy 2", "deploy 1"]);
+    let next = a.json["next"].as_str().unwrap();
+    assert!(next.starts_with("/personal-access-tokens?"), "{next}");
+    assert!(
+        next.contains("page=3") && next.contains("order_by=-name"),
+        "{next}"
+    );
+    assert!(a.json["previous"].as_str().unwrap().contains("page=1"));
+    let a = call(&e.app, "GET", next, Some(&e.alice_read), None).await;
+    assert_eq!(a.json["results"].as_array().unwrap().len(), 1);
+    assert!(a.json["next"].is_null());
+}
+
+#[tokio::test]
+async fn list_refuses_unknown_filters_naming_them() {
+    let e = env().await;
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?secret_hash__startswith=ab",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(a.json["details"][0]["field"], "secret_hash__startswith");
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?order_by=colour",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(a.json["details"][0]["field"], "order_by");
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?expires__lt=tomorrow",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?page_size=0",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?scope=Bad:Scope",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test]
+async fn get_shows_own_tokens_and_hides_others() {
+    let e = env().await;
+    let (_, id) = issue(&e.manager, "alice", "mine", &["repo:read"]).await;
+    let a = call(
+        &e.app,
+        "GET",
+        &format!("/personal-access-tokens/{id}"),
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json["id"], id.as_str());
+    assert_eq!(a.json["scopes"], json!(["repo:read"]));
+    no_secret(&a.json);
+    // Another user's token is 404 to a non-admin, and visible to an admin.
+    let a = call(
+        &e.app,
+        "GET",
+        &format!("/personal-access-tokens/{}", e.bob_id),
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+    let a = call(
+        &e.app,
+        "GET",
+        &format!("/personal-access-tokens/{}", e.bob_id),
+        Some(&e.admin),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    for bad in ["AAAAAAAAAAAAAAAA", "not-an-id", "x%2F..%2F"] {
+        let a = call(
+            &e.app,
+            "GET",
+            &format!("/personal-access-tokens/{bad}"),
+            Some(&e.admin),
+            None,
+        )
+        .await;
+        assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+    }
+    // No token at all: 401.
+    let a = call(
+        &e.app,
+        "GET",
+        &format!("/personal-access-tokens/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn patch_applies_json_patch() {
+    let e = env().await;
+    let (token, id) = issue(&e.manager, "alice", "old", &["repo:read"]).await;
+    let a = patch(
+        &e.app,
+        &id,
+        &e.alice_full,
+        json!([
+            {"op": "test", "path": "/name", "value": "old"},
+            {"op": "replace", "path": "/name", "value": "new"},
+            {"op": "add", "path": "/scopes/-", "value": "repo:write"},
+            {"op": "remove", "path": "/scopes/0"},
+            {"op": "replace", "path": "/expires_at", "value": "2099-01-01T00:00:00Z"},
+        ]),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(a.json["name"], "new");
+    assert_eq!(a.json["scopes"], json!(["repo:write"]));
+    assert_eq!(a.json["expires_at"], "2099-01-01T00:00:00Z");
+    let r = record(&e, &id).await.unwrap();
+    assert_eq!(r.name, "new");
+    // Disable takes effect at once for the token itself.
+    assert!(e.auth.authenticate(&token).await.is_ok());
+    let a = patch(
+        &e.app,
+        &id,
+        &e.alice_full,
+        json!([{"op": "replace", "path": "/active", "value": false}]),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(e.auth.authenticate(&token).await.is_err());
+    let a = patch(
+        &e.app,
+        &id,
+        &e.alice_full,
+        json!([{"op": "replace", "path": "/active", "value": true}]),
+    )
+    .await;
+    assert_eq!(a.json["active"], true);
+    assert!(e.auth.authenticate(&token).await.is_ok());
+}
+
+#[tokio::test]
+async fn bad_json_patch_leaves_the_token_unchanged() {
+    let e = env().await;
+    let (_, id) = issue(&e.manager, "alice", "keep", &["repo:read"]).await;
+    let before = record(&e, &id).await.unwrap();
+    for (ops, index, op) in [
+        (
+            json!([{"op": "replace", "path": "/name", "value": "x"}, {"op": "replace", "path": "/owner", "value": "mallory"}]),
+            1,
+            "replace",
+        ),
+        (
+            json!([{"op": "replace", "path": "/id", "value": "AAAAAAAAAAAAAAAA"}]),
+            0,
+            "replace",
+        ),
+        (
+            json!([{"op": "replace", "path": "/name", "value": "x"}, {"op": "test", "path": "/name", "value": "y"}]),
+            1,
+            "test",
+        ),
+        (
+            json!([{"op": "add", "path": "/scopes/-", "value": "Not A Scope"}]),
+            0,
+            "add",
+        ),
+        (json!([{"op": "remove", "path": "/scopes/7"}]), 0, "remove"),
+        (
+            json!([{"op": "add", "path": "/secret_hash", "value": "00"}]),
+            0,
+            "add",
+        ),
+        (
+            json!([{"op": "replace", "path": "/active", "value": "no"}]),
+            0,
+            "replace",
+        ),
+        (
+            json!([{"op": "replace", "path": "/expires_at", "value": "soon"}]),
+            0,
+            "replace",
+        ),
+        (
+            json!([{"op": "copy", "from": "/owner", "path": "/name"}]),
+            0,
+            "copy",
+        ),
+        (
+            json!([{"op": "replace", "path": "/name", "value": "x"}, {"op": "jump", "path": "/name"}]),
+            1,
+            "jump",
+        ),
+    ] {
+        let a = patch(&e.app, &id, &e.alice_full, ops.clone()).await;
+        assert_error(&a, StatusCode::BAD_REQUEST, "invalid_patch");
+        assert_eq!(a.json["details"][0]["index"], index, "{ops}: {}", a.json);
+        assert_eq!(a.json["details"][0]["op"], op, "{ops}: {}", a.json);
+        let msg = a.json["message"].as_str().unwrap();
+        assert!(msg.contains(&format!("operation {index}")), "{msg}");
+        assert_eq!(record(&e, &id).await.unwrap(), before, "{ops}");
+    }
+    for body in ["not json", r#"{"op": "replace"}"#] {
+        let a = call(
+            &e.app,
+            "PATCH",
+            &format!("/personal-access-tokens/{id}"),
+            Some(&e.alice_full),
+            Some(("application/json-patch+json", body.into())),
+        )
+        .await;
+        assert_error(&a, StatusCode::BAD_REQUEST, "invalid_patch");
+    }
+    let a = call(
+        &e.app,
+        "PATCH",
+        &format!("/personal-access-tokens/{id}"),
+        Some(&e.alice_full),
+        Some(("text/plain", "[]".into())),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(record(&e, &id).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn patch_is_capped_and_owner_isolated() {
+    let e = env().await;
+    let alice_read_id = e
+        .auth
+        .authenticate(&e.alice_read)
+        .await
+        .unwrap()
+        .token_id
+        .to_string();
+    let before = record(&e, &alice_read_id).await.unwrap();
+    // A repo:read token cannot patch itself to `*`, nor to repo:write, nor to full access.
+    for ops in [
+        json!([{"op": "replace", "path": "/scopes", "value": ["*"]}]),
+        json!([{"op": "add", "path": "/scopes/-", "value": "repo:write"}]),
+        json!([{"op": "replace", "path": "/scopes", "value": []}]),
+    ] {
+        let a = patch(&e.app, &alice_read_id, &e.alice_read, ops).await;
+        assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(record(&e, &alice_read_id).await.unwrap(), before);
+    }
+    // But it may rename itself.
+    let a = patch(
+        &e.app,
+        &alice_read_id,
+        &e.alice_read,
+        json!([{"op": "replace", "path": "/name", "value": "renamed"}]),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    // Bob's token is not there for alice, even with full access.
+    let bob_before = record(&e, &e.bob_id).await.unwrap();
+    let a = patch(
+        &e.app,
+        &e.bob_id,
+        &e.alice_full,
+        json!([{"op": "replace", "path": "/active", "value": false}]),
+    )
+    .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(record(&e, &e.bob_id).await.unwrap(), bob_before);
+    // An admin may disable it.
+    let a = patch(
+        &e.app,
+        &e.bob_id,
+        &e.admin,
+        json!([{"op": "replace", "path": "/active", "value": false}]),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(e.auth.authenticate(&e.bob).await.is_err());
+}
+
+#[tokio::test]
+async fn delete_revokes_and_hides_others() {
+    let e = env().await;
+    let (token, id) = issue(&e.manager, "alice", "gone", &["repo:read"]).await;
+    assert!(e.auth.authenticate(&token).await.is_ok());
+    let a = call(
+        &e.app,
+        "DELETE",
+        &format!("/personal-access-tokens/{}", e.bob_id),
+        Some(&e.alice_full),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+    assert!(record(&e, &e.bob_id).await.is_some());
+    let a = call(
+        &e.app,
+        "DELETE",
+        &format!("/personal-access-tokens/{id}"),
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    assert!(record(&e, &id).await.is_none());
+    assert!(e.auth.authenticate(&token).await.is_err());
+    // The revoked token itself is refused by the layer now.
+    let a = call(&e.app, "GET", "/personal-access-tokens", Some(&token), None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = call(
+        &e.app,
+        "DELETE",
+        &format!("/personal-access-tokens/{id}"),
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn rotate_in_place_with_and_without_grace() {
+    let e = env().await;
+    let (old, id) = issue(&e.manager, "alice", "rot", &["repo:read"]).await;
+    assert!(e.auth.authenticate(&old).await.is_ok());
+    let uri = format!("/personal-access-tokens/{id}/rotate");
+    let a = call(&e.app, "POST", &uri, Some(&e.alice_read), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(a.headers["cache-control"], "no-store");
+    assert_eq!(a.json["id"], id.as_str());
+    let new = a.json["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(e.auth.authenticate(&new).await.is_ok());
+    assert!(e.auth.authenticate(&old).await.is_err());
+    // With a grace period the previous secret still works.
+    let a = post(&e.app, &uri, &e.alice_read, json!({"grace": "1h"})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    let newer = a.json["token"].as_str().unwrap().to_owned();
+    assert!(a.json["previous_secret_valid_until"].is_string());
+    assert!(e.auth.authenticate(&newer).await.is_ok());
+    assert!(e.auth.authenticate(&new).await.is_ok());
+    let a = post(&e.app, &uri, &e.alice_read, json!({"grace": "forever"})).await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(a.json["details"][0]["field"], "grace");
+    let a = post(
+        &e.app,
+        &format!("/personal-access-tokens/{}/rotate", e.bob_id),
+        &e.alice_full,
+        json!({}),
+    )
+    .await;
+    assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn rotate_to_a_new_id() {
+    let e = env().await;
+    let (old, id) = issue(&e.manager, "alice", "linked", &["repo:read"]).await;
+    let a = post(
+        &e.app,
+        &format!("/personal-access-tokens/{id}/rotate"),
+        &e.alice_read,
+        json!({"new_id": true}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+    assert_eq!(a.json["replaces"], id.as_str());
+    assert_ne!(a.json["id"], id.as_str());
+    assert_eq!(a.json["name"], "linked");
+    assert_eq!(a.json["scopes"], json!(["repo:read"]));
+    let new = a.json["token"].as_str().unwrap();
+    assert!(e.auth.authenticate(new).await.is_ok());
+    assert!(e.auth.authenticate(&old).await.is_err());
+    assert!(record(&e, &id).await.is_none());
+}
+
+#[tokio::test]
+async fn store_failure_is_503_with_retry_after() {
+    let e = env().await;
+    // Authenticate once so the layer serves the token from its cache.
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    e.store.off.store(true, Ordering::SeqCst);
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_error(
+        &a,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    );
+    assert!(a.headers.contains_key("retry-after"));
+    let a = post(
+        &e.app,
+        "/personal-access-tokens",
+        &e.alice_read,
+        json!({"scopes": ["repo:read"]}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn unauthenticated_calls_are_401() {
+    let e = env().await;
+    for (m, uri) in [
+        ("GET", "/personal-access-tokens"),
+        ("POST", "/personal-access-tokens"),
+        ("DELETE", "/personal-access-tokens/AAAAAAAAAAAAAAAA"),
+    ] {
+        let a = call(&e.app, m, uri, None, None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        assert!(a.headers.contains_key("www-authenticate"));
+    }
+    // Without the layer in front, the router itself answers 401 in its JSON shape.
+    let bare = admin::router(e.manager.clone());
+    let a = call(&bare, "GET", "/personal-access-tokens", None, None).await;
+    assert_error(&a, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let e = env().await;
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens/openapi.json",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.json["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = &a.json["paths"];
+    for (path, methods) in [
+        ("/personal-access-tokens", &["post", "get"][..]),
+        (
+            "/personal-access-tokens/{id}",
+            &["get", "patch", "delete"][..],
+        ),
+        ("/personal-access-tokens/{id}/rotate", &["post"][..]),
+        ("/personal-access-tokens/openapi.json", &["get"][..]),
+    ] {
+        for m in methods {
+            assert!(paths[path][m].is_object(), "{path} {m} missing");
+        }
+    }
+    assert_eq!(
+        paths["/personal-access-tokens/{id}"]["patch"]["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["application/json-patch+json"]
+    );
+    let schemas = &a.json["components"]["schemas"];
+    for s in [
+        "TokenView",
+        "IssuedToken",
+        "CreateTokenRequest",
+        "TokenList",
+        "ErrorBody",
+        "PatchOperation",
+    ] {
+        assert!(schemas[s].is_object(), "schema {s} missing");
+    }
+    assert!(!schemas["TokenView"]["properties"]
+        .as_object()
+        .unwrap()
+        .contains_key("secret_hash"));
+    assert!(a.json["components"]["securitySchemes"]["bearer"].is_object());
+}
