@@ -22,6 +22,11 @@ use time::OffsetDateTime;
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Now, truncated to the second.
     fn now(&self) -> OffsetDateTime;
+
+    /// Now, in unix seconds (the hot path's form).
+    fn unix_now(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
 }
 
 /// The system clock.
@@ -30,7 +35,14 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        from_unix(OffsetDateTime::now_utc().unix_timestamp())
+        from_unix(self.unix_now())
+    }
+
+    fn unix_now(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        }
     }
 }
 
@@ -65,7 +77,11 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        from_unix(self.0.load(Ordering::SeqCst))
+        from_unix(self.unix_now())
+    }
+
+    fn unix_now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 }
 

@@ -142,6 +142,9 @@ pub fn parse_authorization<'a>(
         .filter(|v| !v.contains('\t'))
         .ok_or(CredentialsError::InvalidCharacters)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.is_empty() {
+        return Err(CredentialsError::Syntax);
+    }
     let credential = rest.trim_start_matches(' ');
     if scheme.eq_ignore_ascii_case("bearer") {
         if !options.bearer {

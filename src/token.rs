@@ -314,7 +314,7 @@ impl TokenFormat {
         s.push('_');
         s.extend(secret.iter().map(|&b| b as char));
         let crc = crc32fast::hash(s.as_bytes());
-        s.push_str(&checksum_chars(crc));
+        s.extend(checksum_chars(crc).iter().map(|&b| b as char));
         let secret_hash = SecretHash::of(std::str::from_utf8(&secret).unwrap_or_default());
         MintedToken {
             id,
@@ -347,7 +347,7 @@ impl TokenFormat {
         }
         let crc_start = b.len() - CHECKSUM_LEN;
         let expected = checksum_chars(crc32fast::hash(&b[..crc_start]));
-        if expected.as_bytes() != &b[crc_start..] {
+        if expected[..] != b[crc_start..] {
             return Err(TokenFormatError::Checksum);
         }
         let mut id = [0u8; ID_LEN];
@@ -360,13 +360,13 @@ impl TokenFormat {
     }
 }
 
-fn checksum_chars(mut crc: u32) -> String {
+fn checksum_chars(mut crc: u32) -> [u8; CHECKSUM_LEN] {
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(crc % 62) as usize];
         crc /= 62;
     }
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 /// Fills `out` with uniformly random base62 characters from the OS CSPRNG.
