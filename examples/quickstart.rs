@@ -31,7 +31,9 @@ async fn run() -> Result<(), String> {
         .unwrap_or_default()
         .parse()
         .map_err(|e| format!("PAT_DEMO_SCOPES: {e}"))?;
-    let store = open_store(&store_url).await?;
+    let store = tower_pat::store::open(&store_url)
+        .await
+        .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
     let auth = Authenticator::new(store);
     let now = auth.clock().now();
     let expiry = match (env("PAT_DEMO_EXPIRE"), env("PAT_DEMO_AUTO")) {
@@ -82,14 +84,6 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("flush failed: {e}"))?;
     Ok(())
-}
-
-async fn open_store(url: &str) -> Result<std::sync::Arc<dyn tower_pat::TokenStore>, String> {
-    if url == "memory://" || url.starts_with("sqlite:") {
-        // Until the SQLite store lands every URL runs in memory.
-        return Ok(std::sync::Arc::new(tower_pat::MemoryStore::new()));
-    }
-    Err(format!("unsupported PAT_STORE_URL {url:?}"))
 }
 
 #[tokio::main]
