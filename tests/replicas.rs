@@ -5,6 +5,7 @@
 //!
 //! And a SQLite "process restart": tokens survive reopening the file, revoked ones stay
 //! revoked.
+#![cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 
 mod store_env;
 
@@ -133,7 +134,10 @@ async fn sqlite_restart_keeps_tokens_and_revocations() {
     let (kept, revoked) = {
         let auth = replica(tower_pat::store::open(&url).await.unwrap());
         let kept = auth.create(NewToken::new("alice", "kept")).await.unwrap();
-        let revoked = auth.create(NewToken::new("alice", "revoked")).await.unwrap();
+        let revoked = auth
+            .create(NewToken::new("alice", "revoked"))
+            .await
+            .unwrap();
         auth.authenticate(kept.token.expose()).await.unwrap();
         auth.authenticate(revoked.token.expose()).await.unwrap();
         let mut r = revoked.record.clone();

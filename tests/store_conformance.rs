@@ -125,19 +125,71 @@ fn filters() -> Vec<(&'static str, ListQuery, bool)> {
     add("none", &|_| {}, true);
     add("owner", &|q| q.owner = Some("alice".into()), true);
     add("owner is exact", &|q| q.owner = Some("carol".into()), false);
-    add("name ci", &|q| q.name_contains = Some("DEPLOY".into()), true);
-    add("name unicode", &|q| q.name_contains = Some("ärg".into()), true);
-    add("name % literal", &|q| q.name_contains = Some("0%".into()), true);
-    add("name _ literal", &|q| q.name_contains = Some("i_r".into()), true);
-    add("name no wildcard", &|q| q.name_contains = Some("d%y".into()), false);
-    add("scope", &|q| q.has_scope = Some("repo:read".parse().unwrap()), true);
-    add("scope _", &|q| q.has_scope = Some("repo:public_read".parse().unwrap()), true);
-    add("scope *", &|q| q.has_scope = Some("*".parse().unwrap()), true);
-    add("scope node", &|q| q.has_scope = Some(NODE.parse().unwrap()), true);
-    add("scope exact", &|q| q.has_scope = Some("repo:rea".parse().unwrap()), false);
-    add("expires before", &|q| q.expires_before = Some(T0 + secs(86_400)), true);
-    add("expires after", &|q| q.expires_after = Some(T0 + secs(86_400)), true);
-    add("last used before", &|q| q.last_used_before = Some(T0 + secs(86_400 * 5)), true);
+    add(
+        "name ci",
+        &|q| q.name_contains = Some("DEPLOY".into()),
+        true,
+    );
+    add(
+        "name unicode",
+        &|q| q.name_contains = Some("ärg".into()),
+        true,
+    );
+    add(
+        "name % literal",
+        &|q| q.name_contains = Some("0%".into()),
+        true,
+    );
+    add(
+        "name _ literal",
+        &|q| q.name_contains = Some("i_r".into()),
+        true,
+    );
+    add(
+        "name no wildcard",
+        &|q| q.name_contains = Some("d%y".into()),
+        false,
+    );
+    add(
+        "scope",
+        &|q| q.has_scope = Some("repo:read".parse().unwrap()),
+        true,
+    );
+    add(
+        "scope _",
+        &|q| q.has_scope = Some("repo:public_read".parse().unwrap()),
+        true,
+    );
+    add(
+        "scope *",
+        &|q| q.has_scope = Some("*".parse().unwrap()),
+        true,
+    );
+    add(
+        "scope node",
+        &|q| q.has_scope = Some(NODE.parse().unwrap()),
+        true,
+    );
+    add(
+        "scope exact",
+        &|q| q.has_scope = Some("repo:rea".parse().unwrap()),
+        false,
+    );
+    add(
+        "expires before",
+        &|q| q.expires_before = Some(T0 + secs(86_400)),
+        true,
+    );
+    add(
+        "expires after",
+        &|q| q.expires_after = Some(T0 + secs(86_400)),
+        true,
+    );
+    add(
+        "last used before",
+        &|q| q.last_used_before = Some(T0 + secs(86_400 * 5)),
+        true,
+    );
     add("never used", &|q| q.never_used = Some(true), true);
     add("used", &|q| q.never_used = Some(false), true);
     add("active", &|q| q.active = Some(true), true);
@@ -266,10 +318,7 @@ mod suite {
         for r in &records {
             assert_eq!(store.get(&r.id).await.unwrap().as_ref(), Some(r));
         }
-        let page = store
-            .list(&ListQuery::new().page(1, 100))
-            .await
-            .unwrap();
+        let page = store.list(&ListQuery::new().page(1, 100)).await.unwrap();
         assert_eq!(page.total, records.len() as u64);
         for r in &records {
             assert!(page.items.contains(r), "listed record differs: {r:?}");
@@ -283,7 +332,10 @@ mod suite {
             let want = expected(&data, &q);
             assert_eq!(!want.is_empty(), nonempty, "{label}: bad test data");
             if label != "none" {
-                assert!(want.len() < data.len(), "{label}: filter selects everything");
+                assert!(
+                    want.len() < data.len(),
+                    "{label}: filter selects everything"
+                );
             }
             let page = store.list(&q).await.unwrap();
             assert_eq!(ids(&page.items), want, "{label}");
@@ -465,7 +517,12 @@ mod suite {
         both.id = TokenId::generate();
         both.name = "both".into();
         both.active = false;
-        let all = [live.clone(), disabled.clone(), expired.clone(), both.clone()];
+        let all = [
+            live.clone(),
+            disabled.clone(),
+            expired.clone(),
+            both.clone(),
+        ];
         insert_all(&store, &all).await;
 
         let page = store.list(&ListQuery::new()).await.unwrap();

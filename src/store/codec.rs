@@ -104,12 +104,14 @@ pub(crate) fn instance_id() -> String {
 }
 
 /// `"<instance>:<token id>"`, the payload of a change message.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
 pub(crate) fn change_payload(instance: &str, id: &TokenId) -> String {
     format!("{instance}:{id}")
 }
 
 /// The token id of a change message sent by another instance; `None` for our own
 /// messages and for garbage.
+#[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
 pub(crate) fn foreign_change(instance: &str, payload: &str) -> Option<TokenId> {
     let (from, id) = payload.split_once(':')?;
     if from == instance {

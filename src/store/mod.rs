@@ -210,30 +210,30 @@ impl ListQuery {
     pub fn matches(&self, r: &TokenRecord) -> bool {
         let icontains =
             |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
-        self.owner.as_ref().is_none_or(|o| &r.owner == o)
+        self.owner.as_ref().map_or(true, |o| &r.owner == o)
             && self
                 .name_contains
                 .as_ref()
-                .is_none_or(|n| icontains(&r.name, n))
+                .map_or(true, |n| icontains(&r.name, n))
             && self
                 .has_scope
                 .as_ref()
-                .is_none_or(|s| r.scopes.iter().any(|x| x == s))
+                .map_or(true, |s| r.scopes.iter().any(|x| x == s))
             && self
                 .expires_before
-                .is_none_or(|t| r.expires_at.is_some_and(|e| e < t))
+                .map_or(true, |t| r.expires_at.is_some_and(|e| e < t))
             && self
                 .expires_after
-                .is_none_or(|t| r.expires_at.is_none_or(|e| e > t))
+                .map_or(true, |t| r.expires_at.map_or(true, |e| e > t))
             && self
                 .last_used_before
-                .is_none_or(|t| r.last_used.is_some_and(|u| u < t))
-            && self.never_used.is_none_or(|n| r.last_used.is_none() == n)
-            && self.active.is_none_or(|a| r.active == a)
+                .map_or(true, |t| r.last_used.is_some_and(|u| u < t))
+            && self.never_used.map_or(true, |n| r.last_used.is_none() == n)
+            && self.active.map_or(true, |a| r.active == a)
             && self
                 .search
                 .as_ref()
-                .is_none_or(|q| icontains(&r.name, q) || icontains(&r.owner, q))
+                .map_or(true, |q| icontains(&r.name, q) || icontains(&r.owner, q))
     }
 
     /// The listing order of two records (ties broken by id).
@@ -426,11 +426,23 @@ mod tests {
     #[test]
     fn mask_url_hides_passwords_only() {
         for (url, masked) in [
-            ("postgres://app:s3cret@db:5432/pat", "postgres://app:****@db:5432/pat"),
-            ("postgresql://app:p%40ss:w@db/pat?sslmode=require", "postgresql://app:****@db/pat?sslmode=require"),
-            ("redis://:s3cret@127.0.0.1:6379/0", "redis://:****@127.0.0.1:6379/0"),
+            (
+                "postgres://app:s3cret@db:5432/pat",
+                "postgres://app:****@db:5432/pat",
+            ),
+            (
+                "postgresql://app:p%40ss:w@db/pat?sslmode=require",
+                "postgresql://app:****@db/pat?sslmode=require",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:6379/0",
+                "redis://:****@127.0.0.1:6379/0",
+            ),
             ("redis://default:a@b@host", "redis://default:****@host"),
-            ("postgres://db/pat?user=app&password=s3cret&x=1", "postgres://db/pat?user=app&password=****&x=1"),
+            (
+                "postgres://db/pat?user=app&password=s3cret&x=1",
+                "postgres://db/pat?user=app&password=****&x=1",
+            ),
             ("postgres://app@db/pat", "postgres://app@db/pat"),
             ("sqlite://tokens.db", "sqlite://tokens.db"),
             ("sqlite::memory:", "sqlite::memory:"),

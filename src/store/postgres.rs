@@ -73,9 +73,7 @@ impl PostgresStore {
             )));
         }
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| {
-                StoreError::Invalid(format!("bad PostgreSQL URL {}: {e}", mask_url(url)))
-            })?
+            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL {}: {e}", mask_url(url))))?
             .options([("search_path", schema)]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -171,12 +169,7 @@ impl PostgresStore {
 }
 
 /// Forwards other instances' notifications on `channel` to `tx`, reconnecting forever.
-async fn listen(
-    pool: PgPool,
-    channel: String,
-    instance: String,
-    tx: broadcast::Sender<TokenId>,
-) {
+async fn listen(pool: PgPool, channel: String, instance: String, tx: broadcast::Sender<TokenId>) {
     const RETRY: Duration = Duration::from_secs(1);
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -276,10 +269,13 @@ impl TokenStore for PostgresStore {
     }
 
     async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
-        bind_args!(sqlx::query(&sql::statements(D).touch), sql::touch_args(id, touch))
-            .execute(&self.pool)
-            .await
-            .map_err(query_failed)?;
+        bind_args!(
+            sqlx::query(&sql::statements(D).touch),
+            sql::touch_args(id, touch)
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(query_failed)?;
         Ok(())
     }
 

@@ -278,10 +278,8 @@ fn from_hash(mut h: HashMap<String, String>) -> Result<TokenRecord, StoreError> 
     let expiry = text("expiry")?;
     let secret_hash = text("secret_hash")?;
     let active = text("active")? == "1";
-    let int = |v: Option<String>, k: &str| {
-        v.map(|s| s.parse::<i64>().map_err(|_| bad(k)))
-            .transpose()
-    };
+    let int =
+        |v: Option<String>, k: &str| v.map(|s| s.parse::<i64>().map_err(|_| bad(k))).transpose();
     let created = int(h.remove("created"), "created")?.ok_or_else(|| bad("created"))?;
     let modified = int(h.remove("modified"), "modified")?.ok_or_else(|| bad("modified"))?;
     Flat {
@@ -314,9 +312,8 @@ impl RedisStore {
     /// Connects to `url` and keeps every key under `prefix` (e.g. `myapp:pat:`), so
     /// several token sets, or test runs, can share one Redis.
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::Invalid(format!("bad Redis URL {}: {e}", mask_url(url)))
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError::Invalid(format!("bad Redis URL {}: {e}", mask_url(url))))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(5))
@@ -325,7 +322,9 @@ impl RedisStore {
             .set_max_delay(500);
         let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
-            .map_err(|e| StoreError::unavailable(format!("cannot connect to {}", mask_url(url)), e))?;
+            .map_err(|e| {
+                StoreError::unavailable(format!("cannot connect to {}", mask_url(url)), e)
+            })?;
         Ok(Self {
             conn,
             client,

@@ -74,9 +74,8 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` — `sqlite://path.db`,
     /// `sqlite:path.db` or `sqlite::memory:` — and migrates it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let bad = |e: sqlx::Error| {
-            StoreError::Invalid(format!("bad SQLite URL {}: {e}", mask_url(url)))
-        };
+        let bad =
+            |e: sqlx::Error| StoreError::Invalid(format!("bad SQLite URL {}: {e}", mask_url(url)));
         let memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut options = SqliteConnectOptions::from_str(url)
             .map_err(bad)?
@@ -136,7 +135,9 @@ impl SqliteStore {
                 }
             }
             if all.len() > version {
-                sqlx::query("DELETE FROM pat_schema").execute(&mut *conn).await?;
+                sqlx::query("DELETE FROM pat_schema")
+                    .execute(&mut *conn)
+                    .await?;
                 sqlx::query("INSERT INTO pat_schema (version) VALUES (?1)")
                     .bind(all.len() as i64)
                     .execute(&mut *conn)
@@ -276,10 +277,13 @@ impl TokenStore for SqliteStore {
     }
 
     async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
-        bind_args!(sqlx::query(&sql::statements(D).touch), sql::touch_args(id, touch))
-            .execute(&self.pool)
-            .await
-            .map_err(query_failed)?;
+        bind_args!(
+            sqlx::query(&sql::statements(D).touch),
+            sql::touch_args(id, touch)
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(query_failed)?;
         Ok(())
     }
 
