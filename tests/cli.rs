@@ -70,24 +70,58 @@ fn id_of(token: &str) -> String {
 #[tokio::test]
 async fn create_quiet_token_is_accepted_by_an_authenticator_on_the_same_file() {
     let db = db();
-    let token = create_quiet(&db.url, &["-u", "alice", "-n", "ci", "-s", "repo:read", "-e", "20d"]);
+    let token = create_quiet(
+        &db.url,
+        &["-u", "alice", "-n", "ci", "-s", "repo:read", "-e", "20d"],
+    );
     assert!(token.starts_with("pat_"));
-    let p = authenticator(&db.url).await.authenticate(&token).await.unwrap();
+    let p = authenticator(&db.url)
+        .await
+        .authenticate(&token)
+        .await
+        .unwrap();
     assert_eq!(&*p.owner, "alice");
     assert_eq!(p.scopes.to_string(), "repo:read");
     assert!(p.expires_at.is_some());
     // Basic with the owner's name works too (WebDAV/SFTP style).
-    assert!(authenticator(&db.url).await.authenticate_basic("alice", &token).await.is_ok());
+    assert!(authenticator(&db.url)
+        .await
+        .authenticate_basic("alice", &token)
+        .await
+        .is_ok());
 }
 
 #[test]
 fn create_prints_the_token_and_details() {
     let db = db();
-    let o = run(&db.url, &["token", "create", "--user", "bob", "--name", "laptop", "--auto", "3600", "--scope", "repo:write", "--scope", "read"]);
+    let o = run(
+        &db.url,
+        &[
+            "token",
+            "create",
+            "--user",
+            "bob",
+            "--name",
+            "laptop",
+            "--auto",
+            "3600",
+            "--scope",
+            "repo:write",
+            "--scope",
+            "read",
+        ],
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     let first = o.stdout.lines().next().unwrap();
     assert!(first.starts_with("token: pat_"), "{}", o.stdout);
-    for needle in ["id: ", "owner: bob", "name: laptop", "scopes: repo:write read", "auto-refresh every 3600 s", "cannot be shown again"] {
+    for needle in [
+        "id: ",
+        "owner: bob",
+        "name: laptop",
+        "scopes: repo:write read",
+        "auto-refresh every 3600 s",
+        "cannot be shown again",
+    ] {
         assert!(o.stdout.contains(needle), "{needle:?} not in {}", o.stdout);
     }
     let o = run(&db.url, &["token", "create", "-u", "bob", "--json"]);
@@ -99,16 +133,47 @@ fn create_prints_the_token_and_details() {
 #[test]
 fn create_refuses_bad_input() {
     let db = db();
-    fails(&run(&db.url, &["token", "create", "-u", "a", "-s", "Repo:Write"]), 1, "Repo:Write");
-    fails(&run(&db.url, &["token", "create", "-u", "a", "-e", "20x"]), 1, "20x");
-    fails(&run(&db.url, &["token", "create", "-u", "a", "-e", "0d"]), 1, "duration");
-    fails(&run(&db.url, &["token", "create", "-u", "a", "-a", "0"]), 1, "auto_refresh_seconds");
+    fails(
+        &run(&db.url, &["token", "create", "-u", "a", "-s", "Repo:Write"]),
+        1,
+        "Repo:Write",
+    );
+    fails(
+        &run(&db.url, &["token", "create", "-u", "a", "-e", "20x"]),
+        1,
+        "20x",
+    );
+    fails(
+        &run(&db.url, &["token", "create", "-u", "a", "-e", "0d"]),
+        1,
+        "duration",
+    );
+    fails(
+        &run(&db.url, &["token", "create", "-u", "a", "-a", "0"]),
+        1,
+        "auto_refresh_seconds",
+    );
     fails(&run(&db.url, &["token", "create", "-u", "a:b"]), 1, "owner");
     // Usage errors: clap's exit code 2.
-    fails(&run(&db.url, &["token", "create", "-n", "no user"]), 2, "--user");
-    fails(&run(&db.url, &["token", "create", "-u", "a", "-a", "soon"]), 2, "soon");
+    fails(
+        &run(&db.url, &["token", "create", "-n", "no user"]),
+        2,
+        "--user",
+    );
+    fails(
+        &run(&db.url, &["token", "create", "-u", "a", "-a", "soon"]),
+        2,
+        "soon",
+    );
     fails(&run(&db.url, &["token", "frobnicate"]), 2, "frobnicate");
-    fails(&run(&db.url, &["token", "create", "-u", "a", "-e", "1d", "--never"]), 2, "--never");
+    fails(
+        &run(
+            &db.url,
+            &["token", "create", "-u", "a", "-e", "1d", "--never"],
+        ),
+        2,
+        "--never",
+    );
     // Nothing was created.
     let o = run(&db.url, &["token", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
@@ -118,33 +183,82 @@ fn create_refuses_bad_input() {
 #[test]
 fn list_as_table_and_json_with_filters_and_order() {
     let db = db();
-    let a = create_quiet(&db.url, &["-u", "alice", "-n", "deploy prod", "-s", "repo:write"]);
+    let a = create_quiet(
+        &db.url,
+        &["-u", "alice", "-n", "deploy prod", "-s", "repo:write"],
+    );
     let b = create_quiet(&db.url, &["-u", "alice", "-n", "laptop", "-s", "repo:read"]);
     let c = create_quiet(&db.url, &["-u", "bob", "-n", "deploy staging"]);
     let o = run(&db.url, &["token", "list"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     let lines: Vec<&str> = o.stdout.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("OWNER") && lines[0].contains("SCOPES"), "{}", o.stdout);
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("OWNER") && lines[0].contains("SCOPES"),
+        "{}",
+        o.stdout
+    );
     assert_eq!(lines.len(), 5, "{}", o.stdout);
     assert!(lines[4].contains("3 of 3"));
     for t in [&a, &b, &c] {
         assert!(o.stdout.contains(&id_of(t)));
     }
-    assert!(!o.stdout.contains(&a[22..]), "the secret must never be listed");
+    assert!(
+        !o.stdout.contains(&a[22..]),
+        "the secret must never be listed"
+    );
     let o = run(&db.url, &["token", "list", "-u", "alice", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["count"], 2);
-    let o = run(&db.url, &["token", "list", "--filter", "name__icontains=DEPLOY", "--order-by", "-name", "--json"]);
+    let o = run(
+        &db.url,
+        &[
+            "token",
+            "list",
+            "--filter",
+            "name__icontains=DEPLOY",
+            "--order-by",
+            "-name",
+            "--json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    let names: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["deploy staging", "deploy prod"]);
-    let o = run(&db.url, &["token", "list", "--filter", "scope=repo:read", "--filter", "last_used__isnull=true", "--json"]);
+    let o = run(
+        &db.url,
+        &[
+            "token",
+            "list",
+            "--filter",
+            "scope=repo:read",
+            "--filter",
+            "last_used__isnull=true",
+            "--json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["count"], 1);
     assert_eq!(v["results"][0]["id"], id_of(&b).as_str());
-    fails(&run(&db.url, &["token", "list", "--filter", "colour__eq=red"]), 1, "colour__eq");
-    fails(&run(&db.url, &["token", "list", "--filter", "name"]), 2, "FIELD__OP=VALUE");
-    fails(&run(&db.url, &["token", "list", "--order-by", "size"]), 1, "order");
+    fails(
+        &run(&db.url, &["token", "list", "--filter", "colour__eq=red"]),
+        1,
+        "colour__eq",
+    );
+    fails(
+        &run(&db.url, &["token", "list", "--filter", "name"]),
+        2,
+        "FIELD__OP=VALUE",
+    );
+    fails(
+        &run(&db.url, &["token", "list", "--order-by", "size"]),
+        1,
+        "order",
+    );
 }
 
 #[test]
@@ -160,8 +274,16 @@ fn show_revoke_and_unknown_ids() {
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["id"], id.as_str());
     assert!(v.get("secret_hash").is_none());
-    fails(&run(&db.url, &["token", "show", "AAAAAAAAAAAAAAAA"]), 1, "pat token list");
-    fails(&run(&db.url, &["token", "show", "../../etc"]), 1, "no token");
+    fails(
+        &run(&db.url, &["token", "show", "AAAAAAAAAAAAAAAA"]),
+        1,
+        "pat token list",
+    );
+    fails(
+        &run(&db.url, &["token", "show", "../../etc"]),
+        1,
+        "no token",
+    );
     let o = run(&db.url, &["token", "revoke", &id]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains(&format!("revoked {id}")));
@@ -183,7 +305,11 @@ async fn disable_and_enable() {
     let o = run(&db.url, &["token", "enable", &id]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(authenticator(&db.url).await.authenticate(&t).await.is_ok());
-    fails(&run(&db.url, &["token", "disable", "AAAAAAAAAAAAAAAA"]), 1, "no token");
+    fails(
+        &run(&db.url, &["token", "disable", "AAAAAAAAAAAAAAAA"]),
+        1,
+        "no token",
+    );
     fails(&run(&db.url, &["token", "enable", "nope"]), 1, "no token");
 }
 
@@ -203,7 +329,13 @@ async fn rotate() {
     let o = run(&db.url, &["token", "rotate", &id, "--grace", "1h"]);
     assert!(o.stdout.starts_with("token: pat_"), "{}", o.stdout);
     assert!(o.stdout.contains("previous secret valid until"));
-    let newer = o.stdout.lines().next().unwrap().trim_start_matches("token: ").to_owned();
+    let newer = o
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("token: ")
+        .to_owned();
     let auth = authenticator(&db.url).await;
     assert!(auth.authenticate(&new).await.is_ok());
     assert!(auth.authenticate(&newer).await.is_ok());
@@ -212,25 +344,55 @@ async fn rotate() {
     assert!(o.stdout.contains(&format!("replaces: {id}")));
     fails(&run(&db.url, &["token", "show", &id]), 1, "no token");
     fails(&run(&db.url, &["token", "rotate", &id]), 1, "no token");
-    fails(&run(&db.url, &["token", "rotate", "AAAAAAAAAAAAAAAA", "--grace", "1h"]), 1, "no token");
+    fails(
+        &run(
+            &db.url,
+            &["token", "rotate", "AAAAAAAAAAAAAAAA", "--grace", "1h"],
+        ),
+        1,
+        "no token",
+    );
     let live = create_quiet(&db.url, &["-u", "alice"]);
-    fails(&run(&db.url, &["token", "rotate", &id_of(&live), "--grace", "later"]), 1, "grace");
+    fails(
+        &run(
+            &db.url,
+            &["token", "rotate", &id_of(&live), "--grace", "later"],
+        ),
+        1,
+        "grace",
+    );
 }
 
 #[test]
 fn check_offline_and_with_the_store() {
     let db = db();
-    let t = create_quiet(&db.url, &["-u", "carol", "-n", "ci", "-s", "repo:read", "-e", "2d"]);
+    let t = create_quiet(
+        &db.url,
+        &["-u", "carol", "-n", "ci", "-s", "repo:read", "-e", "2d"],
+    );
     let o = run(&db.url, &["token", "check", &t]);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    for needle in ["format: ok", "status: valid", "owner: carol", "scopes: repo:read", "expires: 20"] {
+    for needle in [
+        "format: ok",
+        "status: valid",
+        "owner: carol",
+        "scopes: repo:read",
+        "expires: 20",
+    ] {
         assert!(o.stdout.contains(needle), "{needle:?} not in {}", o.stdout);
     }
     // From stdin, so the token stays out of the process list.
-    let o = pat(&db.url).args(["token", "check", "-"]).write_stdin(format!("{t}\n")).output().unwrap();
+    let o = pat(&db.url)
+        .args(["token", "check", "-"])
+        .write_stdin(format!("{t}\n"))
+        .output()
+        .unwrap();
     assert!(o.status.success());
     // Offline: format and checksum only, even with no store at all.
-    let o = run("sqlite:///nonexistent/dir/pat.db", &["token", "check", "--offline", &t]);
+    let o = run(
+        "sqlite:///nonexistent/dir/pat.db",
+        &["token", "check", "--offline", &t],
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.contains(&format!("id: {}", id_of(&t))));
     // A mistyped token fails the checksum without the store.
@@ -238,11 +400,23 @@ fn check_offline_and_with_the_store() {
     let i = bad.len() - 10;
     bad[i] = if bad[i] == b'a' { b'b' } else { b'a' };
     let bad = String::from_utf8(bad).unwrap();
-    fails(&run(&db.url, &["token", "check", "--offline", &bad]), 1, "checksum");
-    fails(&run(&db.url, &["token", "check", "pat_short"]), 1, "not a valid token");
+    fails(
+        &run(&db.url, &["token", "check", "--offline", &bad]),
+        1,
+        "checksum",
+    );
+    fails(
+        &run(&db.url, &["token", "check", "pat_short"]),
+        1,
+        "not a valid token",
+    );
     // Well formed but unknown.
     let unknown = tower_pat::TokenFormat::default().mint().token;
-    fails(&run(&db.url, &["token", "check", unknown.expose()]), 1, "refused");
+    fails(
+        &run(&db.url, &["token", "check", unknown.expose()]),
+        1,
+        "refused",
+    );
 }
 
 #[test]
@@ -255,7 +429,10 @@ fn store_problems_exit_3_and_bad_urls_exit_2() {
     fails(&run("mysql://db/pat", &["token", "list"]), 2, "mysql");
     // --store wins over the environment.
     let db = db();
-    let o = pat(gone).args(["--store", &db.url, "token", "list"]).output().unwrap();
+    let o = pat(gone)
+        .args(["--store", &db.url, "token", "list"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
 }
 
@@ -284,7 +461,10 @@ async fn revoke_on_postgres_reaches_a_running_authenticator_within_1s() {
         if auth.authenticate(&token).await.is_err() {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(1), "revocation not seen within 1 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "revocation not seen within 1 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -92,10 +92,7 @@ impl From<ManageError> for ApiError {
             ManageError::NotFound { id } => (StatusCode::NOT_FOUND, vec![json!({ "id": id })]),
             ManageError::Forbidden { scope, .. } => (
                 StatusCode::FORBIDDEN,
-                scope
-                    .iter()
-                    .map(|s| json!({ "scope": s }))
-                    .collect(),
+                scope.iter().map(|s| json!({ "scope": s })).collect(),
             ),
             ManageError::Conflict { .. } => (StatusCode::CONFLICT, Vec::new()),
             ManageError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
@@ -120,7 +117,10 @@ impl IntoResponse for ApiError {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            h.insert(RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER.as_secs().max(1)));
+            h.insert(
+                RETRY_AFTER,
+                HeaderValue::from(STORE_RETRY_AFTER.as_secs().max(1)),
+            );
         }
         if let Some(realm) = self.realm {
             if let Ok(v) = HeaderValue::try_from(format!("Bearer realm=\"{realm}\"")) {

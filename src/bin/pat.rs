@@ -116,7 +116,7 @@ struct CreateArgs {
     /// Label, e.g. "terraform prod".
     #[arg(short, long, default_value = "")]
     name: String,
-    /// Expire after a duration: <n><s|m|h|d|w>, e.g. 20d.
+    /// Expire after a duration: a number and s, m, h, d or w, e.g. 20d.
     #[arg(short, long)]
     expire: Option<String>,
     /// Auto-refresh: valid while used at least once per this many seconds.
@@ -271,7 +271,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             for f in &a.filters {
                 let (k, v) = f.split_once('=').ok_or_else(|| Fail {
                     code: 2,
-                    message: format!("--filter {f:?} is not FIELD__OP=VALUE, e.g. name__icontains=ci"),
+                    message: format!(
+                        "--filter {f:?} is not FIELD__OP=VALUE, e.g. name__icontains=ci"
+                    ),
                 })?;
                 apply_filter(&mut q, k, v).map_err(manage_fail)?;
             }
@@ -330,10 +332,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
 async fn check(cli: &Cli, token: &str, offline: bool) -> Result<(), Fail> {
     let token = if token == "-" {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Fail::invalid(format!("cannot read the token from standard input: {e}")))?;
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            Fail::invalid(format!("cannot read the token from standard input: {e}"))
+        })?;
         line.trim().to_owned()
     } else {
         token.to_owned()
@@ -348,7 +349,11 @@ async fn check(cli: &Cli, token: &str, offline: bool) -> Result<(), Fail> {
         ))
     })?;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "format: ok (prefix {}, checksum valid)", format.prefix());
+    let _ = writeln!(
+        out,
+        "format: ok (prefix {}, checksum valid)",
+        format.prefix()
+    );
     let _ = writeln!(out, "id: {}", parsed.id);
     if offline {
         return Ok(());
@@ -424,7 +429,11 @@ fn print_view(out: &mut impl Write, v: &TokenView) {
     let _ = writeln!(out, "created: {}", time_text(Some(v.created), ""));
     let _ = writeln!(out, "last used: {}", time_text(v.last_used, "never"));
     if let Some(until) = v.previous_secret_valid_until {
-        let _ = writeln!(out, "previous secret valid until: {}", time_text(Some(until), ""));
+        let _ = writeln!(
+            out,
+            "previous secret valid until: {}",
+            time_text(Some(until), "")
+        );
     }
 }
 
@@ -438,7 +447,15 @@ fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
             s.to_owned()
         }
     }
-    let header = ["ID", "OWNER", "NAME", "SCOPES", "EXPIRES", "LAST USED", "ACTIVE"];
+    let header = [
+        "ID",
+        "OWNER",
+        "NAME",
+        "SCOPES",
+        "EXPIRES",
+        "LAST USED",
+        "ACTIVE",
+    ];
     let rows: Vec<[String; 7]> = items
         .iter()
         .map(|v| {

@@ -53,13 +53,9 @@ pub fn apply_filter(query: &mut ListQuery, key: &str, value: &str) -> Result<(),
             query.name_contains = Some(value.to_owned());
         }
         "scope" => {
-            query.has_scope = Some(
-                value
-                    .parse()
-                    .map_err(|e: crate::scope::ScopeError| {
-                        ManageError::bad_input(key, e.to_string())
-                    })?,
-            );
+            query.has_scope = Some(value.parse().map_err(|e: crate::scope::ScopeError| {
+                ManageError::bad_input(key, e.to_string())
+            })?);
         }
         "expires__lt" => query.expires_before = Some(time()?),
         // Timestamps are whole seconds: `<= t` is `< t + 1 s`.

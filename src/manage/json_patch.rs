@@ -152,7 +152,10 @@ impl PatchError {
     fn describe(&self) -> String {
         match (self.index, &self.op, &self.path) {
             (Some(i), Some(op), Some(path)) => {
-                format!("JSON Patch operation {i} ({op} {path}) failed: {}", self.reason)
+                format!(
+                    "JSON Patch operation {i} ({op} {path}) failed: {}",
+                    self.reason
+                )
             }
             (Some(i), Some(op), None) => {
                 format!("JSON Patch operation {i} ({op}) failed: {}", self.reason)
@@ -397,20 +400,19 @@ fn check_field(field: &str, v: &Value) -> OpResult<()> {
         },
         "expires_at" => match v {
             Value::Null => Ok(()),
-            Value::String(s) => time::OffsetDateTime::parse(
-                s,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(drop)
-            .map_err(|_| {
-                (
-                    PatchErrorKind::InvalidValue,
-                    format!(
-                        "{:?} is not an RFC 3339 timestamp such as 2030-01-01T00:00:00Z",
-                        cut(s)
-                    ),
-                )
-            }),
+            Value::String(s) => {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                    .map(drop)
+                    .map_err(|_| {
+                        (
+                            PatchErrorKind::InvalidValue,
+                            format!(
+                                "{:?} is not an RFC 3339 timestamp such as 2030-01-01T00:00:00Z",
+                                cut(s)
+                            ),
+                        )
+                    })
+            }
             _ => bad("expires_at is an RFC 3339 timestamp or null"),
         },
         "scopes" => match v {
@@ -437,7 +439,10 @@ fn parse_pointer(p: &str) -> OpResult<Vec<String>> {
     let Some(rest) = p.strip_prefix('/') else {
         return Err((
             PatchErrorKind::Malformed,
-            format!("{:?} is not a JSON Pointer (it must start with '/')", cut(p)),
+            format!(
+                "{:?} is not a JSON Pointer (it must start with '/')",
+                cut(p)
+            ),
         ));
     };
     rest.split('/')

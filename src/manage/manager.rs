@@ -137,7 +137,10 @@ impl Manager {
         if !self.is_admin(actor) {
             if let Some(s) = requested.iter().find(|s| s.implies(&self.admin_scope, h)) {
                 return Err(ManageError::forbidden(
-                    format!("only an admin may grant {s}, which implies {}", self.admin_scope),
+                    format!(
+                        "only an admin may grant {s}, which implies {}",
+                        self.admin_scope
+                    ),
                     Some(s.to_string()),
                 ));
             }

@@ -132,7 +132,8 @@ impl CreateTokenRequest {
                 ));
             }
             if let Some(e) = &self.expire {
-                let d = parse_duration(e).map_err(|e| ManageError::bad_input("expire", e.to_string()))?;
+                let d = parse_duration(e)
+                    .map_err(|e| ManageError::bad_input("expire", e.to_string()))?;
                 Some(clock::add(now, d))
             } else if let Some(s) = self.validity_seconds {
                 Some(clock::add(now, seconds("validity_seconds", s)?))
@@ -293,9 +294,10 @@ impl ExpiryPolicy {
     ) -> Result<Expiry, ManageError> {
         let limit = self.max_lifetime.map(|m| clock::add(created, m));
         match expiry {
-            Expiry::Never if self.require_expiry || limit.is_some() => Err(
-                ManageError::bad_input("expire", "tokens must expire under this server's policy"),
-            ),
+            Expiry::Never if self.require_expiry || limit.is_some() => Err(ManageError::bad_input(
+                "expire",
+                "tokens must expire under this server's policy",
+            )),
             Expiry::HardLimit { expires_at } => {
                 if expires_at <= now {
                     return Err(ManageError::bad_input(
