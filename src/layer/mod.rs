@@ -16,7 +16,9 @@
 //! ```
 
 mod auth;
+mod node_root;
 mod require;
 
 pub use auth::{PatLayer, PatService};
+pub use node_root::node_root_scopes;
 pub use require::{is_read_method, node_scopes, RequireScopes, RequireScopesLayer, ScopePolicy};

@@ -1,0 +1,437 @@
+//! The WebDAV gateway example, driven by clients nobody on this project wrote: the
+//! litmus compliance suite and curl. `.ci/run` installs them.
+#![cfg(feature = "axum")]
+
+#[path = "../examples/webdav_gateway.rs"]
+#[allow(dead_code)]
+mod webdav_gateway;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tower_pat::limit::AttemptLimiter;
+use tower_pat::{Authenticator, MemoryStore, NewToken, ScopeSet};
+use uuid::Uuid;
+
+fn require(tool: &str) {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{tool}` is not installed; .ci/run installs it (apt-get install litmus openssh-client sshpass curl)"
+    );
+}
+
+/// The gateway, served in this process on a free port over a temporary directory.
+struct Gateway {
+    addr: SocketAddr,
+    node: Uuid,
+    auth: Authenticator,
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Gateway {
+    async fn start(limiter: AttemptLimiter) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let auth = Authenticator::builder(Arc::new(MemoryStore::new()))
+            .with_attempt_limiter(limiter)
+            .build();
+        let node = Uuid::new_v4();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = webdav_gateway::app(auth.clone(), &root, node);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(webdav_gateway::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            node,
+            auth,
+            root,
+            _dir: dir,
+            _stop: stop,
+        }
+    }
+
+    async fn token(&self, scopes: &str) -> String {
+        let scopes: ScopeSet = scopes.parse().unwrap();
+        let created = self
+            .auth
+            .create(NewToken::new("demo", "test").with_scopes(scopes))
+            .await
+            .unwrap();
+        created.token.expose().to_owned()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// A well-formed token that no gateway store knows.
+async fn foreign_token() -> String {
+    let other = Authenticator::new(Arc::new(MemoryStore::new()));
+    let created = other
+        .create(NewToken::new("demo", "elsewhere"))
+        .await
+        .unwrap();
+    created.token.expose().to_owned()
+}
+
+/// A curl answer: status, lower-cased header lines, body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<String>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers
+            .iter()
+            .filter(|h| h.to_ascii_lowercase().starts_with(&prefix))
+            .map(|h| h[prefix.len()..].trim())
+            .collect()
+    }
+}
+
+async fn curl(args: &[&str]) -> Reply {
+    require("curl");
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new("curl")
+            .args(["-sS", "-i", "--max-time", "20"])
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl timed out")
+    .expect("curl runs");
+    assert!(out.status.success(), "curl failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    Reply {
+        status,
+        headers: lines.map(str::to_owned).collect(),
+        body: body.to_owned(),
+    }
+}
+
+/// One `<- summary for `group': of N tests run: P passed, F failed.` line of litmus.
+fn litmus_summary(output: &str, group: &str) -> Option<(u32, u32, u32)> {
+    let marker = format!("<- summary for `{group}': of ");
+    let line = output.lines().find_map(|l| l.split_once(&marker))?.1;
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match nums[..] {
+        [run, passed, failed, ..] => Some((run, passed, failed)),
+        _ => None,
+    }
+}
+
+#[test]
+fn litmus_summary_parser_reads_groups() {
+    let out = "-> running `basic':\n<- summary for `basic': of 16 tests run: 15 passed, 1 failed. 93.8%\n";
+    assert_eq!(litmus_summary(out, "basic"), Some((16, 15, 1)));
+    assert_eq!(litmus_summary(out, "props"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litmus_basic_copymove_props_pass_with_a_pat_as_password() {
+    require("litmus");
+    let gw = Gateway::start(AttemptLimiter::disabled()).await;
+    let token = gw.token("").await;
+    let workdir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(300),
+        Command::new("litmus")
+            .arg("-k")
+            .arg(gw.url("/"))
+            .arg("demo")
+            .arg(&token)
+            .env("TESTS", "basic copymove props")
+            .current_dir(workdir.path())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("litmus timed out")
+    .expect("litmus runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{text}");
+    for group in ["basic", "copymove", "props"] {
+        let (run, passed, failed) = litmus_summary(&text, group)
+            .unwrap_or_else(|| panic!("no litmus summary for {group}:\n{text}"));
+        assert!(run > 0, "litmus ran no {group} test");
+        assert_eq!(
+            (failed, passed),
+            (0, run),
+            "litmus group {group} failed:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_token_reads_but_cannot_write() {
+    let gw = Gateway::start(AttemptLimiter::disabled()).await;
+    std::fs::write(gw.root.join("hello.txt"), "hello from the gateway\n").unwrap();
+    let ro = format!("demo:{}", gw.token(&format!("node:{}:r", gw.node)).await);
+
+    let r = curl(&["-u", &ro, "-X", "PROPFIND", "-H", "Depth: 1", &gw.url("/")]).await;
+    assert_eq!(r.status, 207, "{r:?}");
+    assert!(r.body.contains("hello.txt"), "{r:?}");
+
+    let r = curl(&["-u", &ro, &gw.url("/hello.txt")]).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "hello from the gateway\n")
+    );
+
+    let local = gw.root.join("../upload-src.txt");
+    std::fs::write(&local, "new").unwrap();
+    let r = curl(&[
+        "-u",
+        &ro,
+        "-T",
+        local.to_str().unwrap(),
+        &gw.url("/new.txt"),
+    ])
+    .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_insufficient_scope(&r, gw.node);
+    assert!(!gw.root.join("new.txt").exists());
+
+    let r = curl(&["-u", &ro, "-X", "DELETE", &gw.url("/hello.txt")]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_insufficient_scope(&r, gw.node);
+    assert!(gw.root.join("hello.txt").exists());
+
+    let r = curl(&["-u", &ro, "-X", "MKCOL", &gw.url("/dir/")]).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    std::fs::remove_file(local).unwrap();
+}
+
+fn assert_insufficient_scope(r: &Reply, node: Uuid) {
+    let challenges = r.header("www-authenticate").join(" | ");
+    assert!(
+        challenges.contains("error=\"insufficient_scope\"")
+            && challenges.contains(&format!("scope=\"node:{node}:w\"")),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_token_writes_and_bearer_works_too() {
+    let gw = Gateway::start(AttemptLimiter::disabled()).await;
+    let rw = gw.token(&format!("node:{}:rw", gw.node)).await;
+    let w_only = gw.token(&format!("node:{}:w", gw.node)).await;
+    let other = gw.token(&format!("node:{}:rw", Uuid::new_v4())).await;
+
+    let bearer = format!("Authorization: Bearer {rw}");
+    let r = curl(&["-H", &bearer, "-X", "MKCOL", &gw.url("/docs/")]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert!(gw.root.join("docs").is_dir());
+
+    let r = curl(&[
+        "-u",
+        &format!("demo:{w_only}"),
+        "-X",
+        "PUT",
+        "--data-binary",
+        "x",
+        &gw.url("/docs/a.txt"),
+    ])
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = curl(&["-u", &format!("demo:{w_only}"), &gw.url("/docs/a.txt")]).await;
+    assert_eq!(r.status, 403, "a write-only token cannot read: {r:?}");
+
+    let r = curl(&["-u", &format!("demo:{other}"), &gw.url("/docs/a.txt")]).await;
+    assert_eq!(
+        r.status, 403,
+        "a scope on another node grants nothing: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_credentials_get_the_basic_challenge() {
+    let gw = Gateway::start(AttemptLimiter::disabled()).await;
+    let token = gw.token("").await;
+    let realm = format!("Basic realm=\"{}\"", webdav_gateway::REALM);
+
+    let r = curl(&["-X", "PROPFIND", &gw.url("/")]).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.header("www-authenticate")
+            .iter()
+            .any(|h| h.starts_with(&realm)),
+        "{r:?}"
+    );
+
+    let wrong = format!("demo:{}x", &token[..token.len() - 1]);
+    let r = curl(&["-u", &wrong, "-X", "PROPFIND", &gw.url("/")]).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.header("www-authenticate")
+            .iter()
+            .any(|h| h.starts_with(&realm)),
+        "{r:?}"
+    );
+
+    let unknown = format!("demo:{}", foreign_token().await);
+    let r = curl(&["-u", &unknown, "-X", "PROPFIND", &gw.url("/")]).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(
+        r.header("www-authenticate")
+            .iter()
+            .any(|h| h.contains("invalid_token")),
+        "{r:?}"
+    );
+
+    let r = curl(&[
+        "-u",
+        &format!("alice:{token}"),
+        "-X",
+        "PROPFIND",
+        &gw.url("/"),
+    ])
+    .await;
+    assert_eq!(r.status, 401, "another user's name with the token: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_get_429_and_other_clients_are_still_served() {
+    let window = Duration::from_secs(3);
+    let gw = Gateway::start(AttemptLimiter::new(3, window)).await;
+    let token = format!("demo:{}", gw.token("").await);
+    let wrong = format!("demo:{}", foreign_token().await);
+    let url = gw.url("/");
+
+    let first = Instant::now();
+    for _ in 0..3 {
+        let r = curl(&["-u", &wrong, "-X", "PROPFIND", &url]).await;
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    let r = curl(&["-u", &token, "-X", "PROPFIND", &url]).await;
+    assert_eq!(r.status, 429, "even the right token is refused now: {r:?}");
+    let retry: u64 = r.header("retry-after")[0].parse().unwrap();
+    assert!((1..=3).contains(&retry), "{r:?}");
+
+    let r = curl(&[
+        "--interface",
+        "127.0.0.2",
+        "-u",
+        &token,
+        "-X",
+        "PROPFIND",
+        &url,
+    ])
+    .await;
+    assert_eq!(r.status, 207, "another client is served: {r:?}");
+
+    tokio::time::sleep(
+        (first + window + Duration::from_millis(1100)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let r = curl(&["-u", &token, "-X", "PROPFIND", &url]).await;
+    assert_eq!(r.status, 207, "served again once the window passed: {r:?}");
+}
+
+/// The example binary itself, configured by environment as the README shows.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("examples").join(name))
+        .unwrap();
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --all-features` builds the examples",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_binary_prints_node_token_and_address_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+    let mut child = Child(
+        std::process::Command::new(example_binary("webdav_gateway"))
+            .env("PAT_LISTEN", "127.0.0.1:0")
+            .env("PAT_ROOT", dir.path())
+            .env("PAT_STORE_URL", "memory://")
+            .env("PAT_DEMO_TOKEN", "1")
+            .env_remove("PAT_NODE_ID")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = tokio::process::ChildStdout::from_std(child.0.stdout.take().unwrap()).unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut node, mut token, mut addr) = (None, None, None);
+    while addr.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the example prints its address")
+            .unwrap()
+            .expect("the example exited early");
+        if let Some(v) = line.strip_prefix("node: ") {
+            node = Some(Uuid::try_parse(v).expect("node is a UUID"));
+        } else if let Some(v) = line.strip_prefix("token: ") {
+            token = Some(v.to_owned());
+        } else if let Some(v) = line.strip_prefix("listening: ") {
+            addr = Some(v.parse::<SocketAddr>().unwrap());
+        }
+    }
+    assert!(node.is_some(), "a generated node id is printed");
+    let (token, addr) = (token.expect("token printed"), addr.unwrap());
+    let r = curl(&[
+        "-u",
+        &format!("demo:{token}"),
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 1",
+        &format!("http://{addr}/"),
+    ])
+    .await;
+    assert_eq!(r.status, 207, "{r:?}");
+    assert!(r.body.contains("a.txt"), "{r:?}");
+}
