@@ -1,0 +1,296 @@
+//! Validation cost: the floor of the work, the cached paths, the negative paths and
+//! uncached store reads. Run: `cargo bench --bench auth` (add `--all-features` and set
+//! `PAT_TEST_POSTGRES_URL` for PostgreSQL). Each group prints its median per operation.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower_pat::credentials::{parse_authorization, Credentials, ParseOptions};
+use tower_pat::store::TokenStore;
+use tower_pat::{Authenticator, MemoryStore, NewToken, ScopeSet, TokenFormat};
+
+const N: usize = 100_000;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    auth: Authenticator,
+    tokens: Vec<String>,
+    headers: Vec<HeaderMap>,
+    basic: Vec<HeaderMap>,
+}
+
+fn header(v: String) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(AUTHORIZATION, HeaderValue::try_from(v).unwrap());
+    h
+}
+
+fn setup(store: Arc<dyn TokenStore>, n: usize, scopes: ScopeSet) -> Setup {
+    use base64::Engine;
+    let rt = rt();
+    let auth = Authenticator::builder(store)
+        .with_capacity(2 * N as u64)
+        .build();
+    let tokens: Vec<String> = rt.block_on(async {
+        let mut v = Vec::with_capacity(n);
+        for i in 0..n {
+            let t = auth
+                .create(
+                    NewToken::new(format!("user{}", i % 1000), "bench").with_scopes(scopes.clone()),
+                )
+                .await
+                .unwrap();
+            v.push(t.token.expose().to_owned());
+        }
+        // Warm the cache: every token cached.
+        for t in &v {
+            auth.authenticate(t).await.unwrap();
+        }
+        v
+    });
+    let headers = tokens
+        .iter()
+        .map(|t| header(format!("Bearer {t}")))
+        .collect();
+    let basic = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let b =
+                base64::engine::general_purpose::STANDARD.encode(format!("user{}:{t}", i % 1000));
+            header(format!("Basic {b}"))
+        })
+        .collect();
+    Setup {
+        rt,
+        auth,
+        tokens,
+        headers,
+        basic,
+    }
+}
+
+/// Prints the median criterion measured for `group/name`.
+fn print_median(group: &str, name: &str) {
+    let path = format!("target/criterion/{group}/{name}/new/estimates.json");
+    if let Some(median) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["median"]["point_estimate"].as_f64())
+    {
+        println!("median {group}/{name}: {median:.1} ns");
+    }
+}
+
+fn timed<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    f: impl Fn(usize) -> F,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..iters as usize {
+            f(i).await;
+        }
+        start.elapsed()
+    })
+}
+
+fn cached(c: &mut Criterion) {
+    let s = setup(Arc::new(MemoryStore::new()), N, ScopeSet::full_access());
+    // The floor: SHA-256 of the secret, HashMap lookup of the digest, constant-time compare.
+    let format = TokenFormat::default();
+    let secrets: Vec<&str> = s
+        .tokens
+        .iter()
+        .map(|t| &t[format.prefix().len() + 18..])
+        .collect();
+    let table: HashMap<[u8; 32], ([u8; 32], u64)> = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, sec)| {
+            let d: [u8; 32] = Sha256::digest(sec.as_bytes()).into();
+            (d, (d, i as u64))
+        })
+        .collect();
+    let mut g = c.benchmark_group("validate");
+    g.bench_function("floor", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            i = (i + 1) % N;
+            let d: [u8; 32] = Sha256::digest(secrets[i].as_bytes()).into();
+            let hit = table.get(&d).map(|(h, id)| (bool::from(h.ct_eq(&d)), *id));
+            black_box(hit)
+        })
+    });
+    let opts = ParseOptions::default();
+    g.bench_function("cached_bearer", |b| {
+        b.iter_custom(|iters| {
+            timed(&s.rt, iters, |i| {
+                let h = &s.headers[i % N];
+                let auth = &s.auth;
+                async move {
+                    let Ok(Some(Credentials::Bearer(t))) = parse_authorization(h, &opts) else {
+                        panic!("bad header")
+                    };
+                    black_box(auth.authenticate(t).await.unwrap());
+                }
+            })
+        })
+    });
+    g.bench_function("cached_basic", |b| {
+        b.iter_custom(|iters| {
+            timed(&s.rt, iters, |i| {
+                let h = &s.basic[i % N];
+                let auth = &s.auth;
+                async move {
+                    let Ok(Some(Credentials::Basic { username, password })) =
+                        parse_authorization(h, &opts)
+                    else {
+                        panic!("bad header")
+                    };
+                    black_box(
+                        auth.authenticate_basic(&username, password.expose())
+                            .await
+                            .unwrap(),
+                    );
+                }
+            })
+        })
+    });
+    // Negative paths.
+    let mut bad = s.tokens[0].clone();
+    bad.pop();
+    bad.push(if s.tokens[0].ends_with('a') { 'b' } else { 'a' });
+    g.bench_function("bad_checksum", |b| {
+        b.iter_custom(|iters| {
+            timed(&s.rt, iters, |_| async {
+                black_box(s.auth.authenticate(&bad).await.unwrap_err());
+            })
+        })
+    });
+    let unknown = format.mint().token.expose().to_owned();
+    let _ = s.rt.block_on(s.auth.authenticate(&unknown));
+    g.bench_function("unknown_id_cached_negative", |b| {
+        b.iter_custom(|iters| {
+            timed(&s.rt, iters, |_| async {
+                black_box(s.auth.authenticate(&unknown).await.unwrap_err());
+            })
+        })
+    });
+    g.finish();
+    for name in [
+        "floor",
+        "cached_bearer",
+        "cached_basic",
+        "bad_checksum",
+        "unknown_id_cached_negative",
+    ] {
+        print_median("validate", name);
+    }
+}
+
+fn scopes(c: &mut Criterion) {
+    let fifty: ScopeSet = (0..50)
+        .map(|i| format!("res{i}:write"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .parse()
+        .unwrap();
+    let s = setup(Arc::new(MemoryStore::new()), N, fifty);
+    let needed: tower_pat::Scope = "res49:write".parse().unwrap();
+    let mut g = c.benchmark_group("validate");
+    g.bench_function("cached_bearer_50_scopes_checked", |b| {
+        b.iter_custom(|iters| {
+            timed(&s.rt, iters, |i| {
+                let (t, auth, needed) = (&s.tokens[i % N], &s.auth, &needed);
+                async move {
+                    let p = auth.authenticate(t).await.unwrap();
+                    assert!(p.allows(needed));
+                    black_box(p);
+                }
+            })
+        })
+    });
+    g.finish();
+    print_median("validate", "cached_bearer_50_scopes_checked");
+}
+
+fn uncached(c: &mut Criterion) {
+    let mut stores: Vec<(&str, Arc<dyn TokenStore>)> =
+        vec![("memory", Arc::new(MemoryStore::new()))];
+    let dir = std::env::temp_dir().join(format!("tower-pat-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rt = rt();
+    #[cfg(feature = "sqlite")]
+    {
+        let url = format!("sqlite://{}", dir.join("bench.db").display());
+        stores.push((
+            "sqlite_file",
+            rt.block_on(tower_pat::store::open(&url)).unwrap(),
+        ));
+    }
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("PAT_TEST_POSTGRES_URL") {
+        stores.push((
+            "postgres",
+            rt.block_on(tower_pat::store::open(&url)).unwrap(),
+        ));
+    }
+    let mut g = c.benchmark_group("uncached_lookup");
+    let mut names = Vec::new();
+    for (name, store) in stores {
+        let n = 10_000;
+        let auth = Authenticator::new(store.clone());
+        let ids: Vec<_> = rt.block_on(async {
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                ids.push(
+                    auth.create(NewToken::new("bench", "uncached"))
+                        .await
+                        .unwrap()
+                        .record
+                        .id,
+                );
+            }
+            ids
+        });
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                timed(&rt, iters, |i| {
+                    let (store, id) = (&store, &ids[i % n]);
+                    async move {
+                        black_box(store.get(id).await.unwrap().unwrap());
+                    }
+                })
+            })
+        });
+        names.push(name);
+    }
+    g.finish();
+    for name in names {
+        print_median("uncached_lookup", name);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    targets = cached, scopes, uncached
+}
+criterion_main!(benches);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Requests per second of the bench_server modes under wrk on loopback, alternating the
+# modes (A B A B ...) so drift of a noisy machine hits them alike, with ratios to `bare`.
+#
+#   bash benches/http.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 10 s per mode)
+#
+# Needs wrk (Debian package `wrk`). Prints one line per mode: mean req/s and ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-10}
+THREADS=${WRK_THREADS:-1}
+CONNS=${WRK_CONNECTIONS:-32}
+MODES=(bare tower-http-bearer pat-bearer pat-basic)
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
+cargo build --release --example bench_server -q
+BIN=target/release/examples/bench_server
+declare -A SUM
+LUA=$(mktemp)
+trap 'rm -f "$LUA"; [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true' EXIT
+port=18080
+for round in $(seq "$ROUNDS"); do
+  for mode in "${MODES[@]}"; do
+    port=$((port + 1))
+    OUT=$(mktemp)
+    "$BIN" --listen 127.0.0.1:$port --mode "$mode" --tokens "${TOKENS:-10000}" >"$OUT" &
+    PID=$!
+    for _ in $(seq 200); do grep -q '^listening:' "$OUT" && break; sleep 0.05; done
+    case "$mode" in
+      bare) HDR=() ;;
+      pat-basic) HDR=(-H "Authorization: Basic $(sed -n 's/^basic: //p' "$OUT" | head -1)") ;;
+      *) HDR=(-H "Authorization: Bearer $(sed -n 's/^token: //p' "$OUT" | head -1)") ;;
+    esac
+    # Check that the request is accepted before loading it.
+    code=$(curl -s -o /dev/null -w '%{http_code}' "${HDR[@]}" "http://127.0.0.1:$port/")
+    [ "$code" = 200 ] || { echo "$mode answered $code" >&2; exit 1; }
+    rps=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" "${HDR[@]}" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+    kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+    rm -f "$OUT"
+    echo "round $round $mode $rps"
+    SUM[$mode]=$(awk -v a="${SUM[$mode]:-0}" -v b="$rps" 'BEGIN {print a + b}')
+  done
+done
+bare=$(awk -v s="${SUM[bare]}" -v r="$ROUNDS" 'BEGIN {print s / r}')
+for mode in "${MODES[@]}"; do
+  awk -v m="$mode" -v s="${SUM[$mode]}" -v r="$ROUNDS" -v b="$bare" \
+    'BEGIN {printf "%-18s %10.0f req/s  ratio to bare %.3f\n", m, s / r, (s / r) / b}'
+done
