@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tower_pat::limit::AttemptLimiter;
@@ -391,37 +392,14 @@ fn example_binary(name: &str) -> PathBuf {
 async fn example_binary_prints_node_token_and_address_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.txt"), "a").unwrap();
-    let mut child = Child(
-        std::process::Command::new(example_binary("webdav_gateway"))
-            .env("PAT_LISTEN", "127.0.0.1:0")
-            .env("PAT_ROOT", dir.path())
-            .env("PAT_STORE_URL", "memory://")
-            .env("PAT_DEMO_TOKEN", "1")
-            .env_remove("PAT_NODE_ID")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = tokio::process::ChildStdout::from_std(child.0.stdout.take().unwrap()).unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut node, mut token, mut addr) = (None, None, None);
-    while addr.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the example prints its address")
-            .unwrap()
-            .expect("the example exited early");
-        if let Some(v) = line.strip_prefix("node: ") {
-            node = Some(Uuid::try_parse(v).expect("node is a UUID"));
-        } else if let Some(v) = line.strip_prefix("token: ") {
-            token = Some(v.to_owned());
-        } else if let Some(v) = line.strip_prefix("listening: ") {
-            addr = Some(v.parse::<SocketAddr>().unwrap());
-        }
-    }
-    assert!(node.is_some(), "a generated node id is printed");
-    let (token, addr) = (token.expect("token printed"), addr.unwrap());
+    let (_child, seen) = start_example(&[
+        ("PAT_ROOT", dir.path().display().to_string()),
+        ("PAT_STORE_URL", "memory://".to_owned()),
+        ("PAT_DEMO_TOKEN", "1".to_owned()),
+    ])
+    .await;
+    Uuid::try_parse(&seen["node"]).expect("a generated node id is printed");
+    let token = &seen["token"];
     let r = curl(&[
         "-u",
         &format!("demo:{token}"),
@@ -429,9 +407,102 @@ async fn example_binary_prints_node_token_and_address_and_serves() {
         "PROPFIND",
         "-H",
         "Depth: 1",
-        &format!("http://{addr}/"),
+        &format!("http://{}/", seen["listening"]),
     ])
     .await;
     assert_eq!(r.status, 207, "{r:?}");
     assert!(r.body.contains("a.txt"), "{r:?}");
+}
+
+/// Starts the example binary with `envs`; returns it and its `key: value` stdout lines
+/// up to `listening`.
+async fn start_example(envs: &[(&str, String)]) -> (Child, HashMap<String, String>) {
+    let mut cmd = std::process::Command::new(example_binary("webdav_gateway"));
+    for name in [
+        "PAT_NODE_ID",
+        "PAT_DEMO_TOKEN",
+        "PAT_DEMO_SCOPES",
+        "PAT_MAX_FAILURES",
+    ] {
+        cmd.env_remove(name);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = Child(
+        cmd.env("PAT_LISTEN", "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = tokio::process::ChildStdout::from_std(child.0.stdout.take().unwrap()).unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = HashMap::new();
+    while !seen.contains_key("listening") {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the example prints its address")
+            .unwrap()
+            .expect("the example exited early");
+        if let Some((k, v)) = line.split_once(": ") {
+            seen.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    (child, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_binary_uses_a_shared_sqlite_store_and_the_limiter_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("a.txt"), "a").unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+    let node = Uuid::new_v4();
+    let ro = {
+        let store = tower_pat::store::open(&url).await.unwrap();
+        let auth = Authenticator::new(store);
+        let scopes: ScopeSet = format!("node:{node}:r").parse().unwrap();
+        let created = auth
+            .create(NewToken::new("demo", "ro").with_scopes(scopes))
+            .await
+            .unwrap();
+        format!("demo:{}", created.token.expose())
+    };
+    let (_child, seen) = start_example(&[
+        ("PAT_ROOT", root.display().to_string()),
+        ("PAT_STORE_URL", url),
+        ("PAT_NODE_ID", node.to_string()),
+        ("PAT_MAX_FAILURES", "2".to_owned()),
+        ("PAT_FAILURE_WINDOW", "30s".to_owned()),
+    ])
+    .await;
+    assert!(
+        !seen.contains_key("node") && !seen.contains_key("token"),
+        "{seen:?}"
+    );
+    let base = format!("http://{}/", seen["listening"]);
+
+    let r = curl(&["-u", &ro, "-X", "PROPFIND", "-H", "Depth: 1", &base]).await;
+    assert_eq!(r.status, 207, "{r:?}");
+    let r = curl(&[
+        "-u",
+        &ro,
+        "-X",
+        "PUT",
+        "--data-binary",
+        "x",
+        &format!("{base}b.txt"),
+    ])
+    .await;
+    assert_eq!(r.status, 403, "{r:?}");
+
+    let wrong = format!("demo:{}", foreign_token().await);
+    for _ in 0..2 {
+        assert_eq!(curl(&["-u", &wrong, &base]).await.status, 401);
+    }
+    let r = curl(&["-u", &ro, "-X", "PROPFIND", &base]).await;
+    assert_eq!(r.status, 429, "PAT_MAX_FAILURES=2: {r:?}");
+    assert!(!r.header("retry-after").is_empty(), "{r:?}");
 }
