@@ -2,6 +2,8 @@
 //! uncached store reads. Run: `cargo bench --bench auth` (add `--all-features` and set
 //! `PAT_TEST_POSTGRES_URL` for PostgreSQL). Each group prints its median per operation.
 
+#![allow(missing_docs)] // criterion_group! makes an undocumented public function.
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -7,7 +7,8 @@
 //! `PAT_DEMO_EXPIRE` (e.g. `20d`) or `PAT_DEMO_AUTO` (auto-refresh window in seconds).
 //!
 //! Routes: `GET /whoami` (any valid token), `GET /nodes/{uuid}` (needs `node:{uuid}:r`),
-//! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`).
+//! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`), and the admin API under
+//! `/personal-access-tokens` (each user manages their own tokens; `pat:admin` everyone's).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_pat::expiry::parse_duration;
 use tower_pat::layer::node_scopes;
+use tower_pat::manage::Manager;
 use tower_pat::{
     Authenticator, Expiry, NewToken, PatLayer, Principal, RequireScopesLayer, ScopeSet,
 };
@@ -67,6 +69,7 @@ async fn run() -> Result<(), String> {
         )
         .route_layer(RequireScopesLayer::from_policy(node_scopes("/nodes/")))
         .route("/whoami", get(|p: Principal| async move { Json(p) }))
+        .merge(tower_pat::admin::router(Manager::new(auth.clone())))
         .layer(PatLayer::new(auth.clone()));
 
     let listener = tokio::net::TcpListener::bind(&listen)

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use moka::future::Cache;
 use time::OffsetDateTime;
 
@@ -44,7 +45,7 @@ use crate::clock::{self, Clock, SystemClock};
 use crate::error::{AuthError, InvalidReason};
 use crate::expiry::Expiry;
 use crate::limit::AttemptLimiter;
-use crate::principal::Principal;
+use crate::principal::{Principal, PrincipalData};
 use crate::record::TokenRecord;
 use crate::scope::{ScopeHierarchy, ScopeSet};
 use crate::store::{StoreError, TokenStore, Touch};
@@ -69,6 +70,12 @@ struct Inner {
     hierarchy: Arc<ScopeHierarchy>,
     clock: Arc<dyn Clock>,
     positive: Cache<TokenId, Arc<Live>, Hasher>,
+    /// A direct-mapped front for the positive cache: one lock-free slot read per request
+    /// instead of a moka read (about 1,200 instructions, with a shared read log). moka
+    /// stays the cache of record (capacity, TTL, single-flight loads); a slot is served
+    /// only while its entry is younger than the cache TTL and not invalidated.
+    hot: Box<[ArcSwapOption<Live>]>,
+    hot_ttl: i64,
     negative: Cache<TokenId, (), Hasher>,
     /// Invalidation epochs: `epochs[stripe(id)]` is the global epoch of the last
     /// invalidation of an id in that stripe. An entry loaded at an older epoch is stale.
@@ -96,9 +103,7 @@ struct Live {
     id: TokenId,
     secret_hash: SecretHash,
     previous_secret: Option<(SecretHash, i64)>,
-    owner: Arc<str>,
-    name: Arc<str>,
-    scopes: Arc<ScopeSet>,
+    principal: Arc<PrincipalData>,
     active: bool,
     /// Sliding window in seconds; 0 for tokens that do not slide.
     window: i64,
@@ -107,6 +112,7 @@ struct Live {
     /// Seconds between write-behind writes.
     interval: i64,
     loaded_epoch: u64,
+    loaded_at: i64,
     last_used: AtomicI64,
     expires_at: AtomicI64,
     written_at: AtomicI64,
@@ -118,7 +124,13 @@ fn secs(d: Duration) -> i64 {
 }
 
 impl Live {
-    fn new(record: TokenRecord, loaded_epoch: u64, now: i64, interval: Option<Duration>) -> Self {
+    fn new(
+        record: TokenRecord,
+        loaded_epoch: u64,
+        now: i64,
+        interval: Option<Duration>,
+        hierarchy: &Arc<ScopeHierarchy>,
+    ) -> Self {
         let (window, not_after) = match record.expiry {
             Expiry::AutoRefresh { window, not_after } => (
                 secs(window).max(1),
@@ -144,14 +156,19 @@ impl Live {
             previous_secret: record
                 .previous_secret
                 .map(|p| (p.hash, p.valid_until.unix_timestamp())),
-            owner: record.owner.into(),
-            name: record.name.into(),
-            scopes,
+            principal: Arc::new(PrincipalData::new(
+                record.owner.into(),
+                record.id,
+                record.name.into(),
+                scopes,
+                hierarchy.clone(),
+            )),
             active: record.active,
             window,
             not_after,
             interval: secs(interval),
             loaded_epoch,
+            loaded_at: now,
             last_used: AtomicI64::new(record.last_used.map_or(NONE_I64, |t| t.unix_timestamp())),
             expires_at: AtomicI64::new(record.expires_at.map_or(i64::MAX, |t| t.unix_timestamp())),
             written_at: AtomicI64::new(now),
@@ -282,7 +299,13 @@ impl AuthenticatorBuilder {
     /// replicas, and a tokio runtime is running, a task follows them and drops changed
     /// tokens from this cache.
     pub fn build(self) -> Authenticator {
+        let slots = usize::try_from(self.capacity)
+            .unwrap_or(usize::MAX)
+            .clamp(1, 1 << 22)
+            .next_power_of_two();
         let inner = Arc::new(Inner {
+            hot: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
+            hot_ttl: i64::try_from(self.cache_ttl.as_secs()).unwrap_or(i64::MAX),
             positive: Cache::builder()
                 .max_capacity(self.capacity)
                 .time_to_live(self.cache_ttl)
@@ -587,7 +610,7 @@ impl Inner {
         let now = self.clock.unix_now();
         let mut reloaded = false;
         loop {
-            let live = self.lookup(&id).await.inspect_err(|e| {
+            let live = self.lookup(&id, now).await.inspect_err(|e| {
                 tracing::debug!(token_id = %id, error = %e, "token refused");
             })?;
             let secret_ok = live.secret_hash.ct_eq(&hash)
@@ -596,7 +619,7 @@ impl Inner {
                     .is_some_and(|(old, until)| old.ct_eq(&hash) && now < until);
             let reason = if !secret_ok {
                 Some(InvalidReason::WrongSecret)
-            } else if username.is_some_and(|u| u != &*live.owner) {
+            } else if username.is_some_and(|u| u != &*live.principal.owner) {
                 Some(InvalidReason::WrongUser)
             } else if !live.active {
                 Some(InvalidReason::Disabled)
@@ -616,22 +639,25 @@ impl Inner {
                 return Err(AuthError::Invalid(reason));
             }
             self.record_use(&live, now);
-            tracing::trace!(token_id = %id, owner = %live.owner, "token accepted");
-            return Ok(Principal {
-                owner: live.owner.clone(),
-                token_id: id,
-                token_name: live.name.clone(),
-                scopes: live.scopes.clone(),
-                expires_at: live.expires_at(),
-                hierarchy: self.hierarchy.clone(),
-            });
+            tracing::trace!(token_id = %id, owner = %live.principal.owner, "token accepted");
+            return Ok(Principal::new(live.principal.clone(), live.expires_at()));
         }
     }
 
-    async fn lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<Live>, AuthError> {
-        // The hot path: one cache read.
+    async fn lookup(self: &Arc<Self>, id: &TokenId, now: i64) -> Result<Arc<Live>, AuthError> {
+        // The hot path: one slot read.
+        let slot = &self.hot[id.slot(self.hot.len())];
+        if let Some(live) = &*slot.load() {
+            if live.id == *id
+                && live.loaded_epoch >= self.stripe_epoch(id)
+                && now.saturating_sub(live.loaded_at) < self.hot_ttl
+            {
+                return Ok(live.clone());
+            }
+        }
         if let Some(live) = self.positive.get(id).await {
             if live.loaded_epoch >= self.stripe_epoch(id) {
+                slot.store(Some(live.clone()));
                 return Ok(live);
             }
         }
@@ -648,7 +674,10 @@ impl Inner {
                 }
             };
             match self.positive.try_get_with(*id, load).await {
-                Ok(live) if live.loaded_epoch >= self.stripe_epoch(id) => return Ok(live),
+                Ok(live) if live.loaded_epoch >= self.stripe_epoch(id) => {
+                    slot.store(Some(live.clone()));
+                    return Ok(live);
+                }
                 // Loaded before an invalidation of this id: never serve it.
                 Ok(_) => self.positive.invalidate(id).await,
                 Err(miss) => return Err(self.miss(id, &miss).await),
@@ -683,6 +712,10 @@ impl Inner {
     async fn invalidate_local(&self, id: &TokenId) {
         let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.epochs[id.stripe(STRIPES)].fetch_max(e, Ordering::SeqCst);
+        let slot = &self.hot[id.slot(self.hot.len())];
+        if slot.load().as_ref().is_some_and(|l| l.id == *id) {
+            slot.store(None);
+        }
         self.positive.invalidate(id).await;
         self.negative.invalidate(id).await;
     }
@@ -692,12 +725,21 @@ impl Inner {
         for s in self.epochs.iter() {
             s.fetch_max(e, Ordering::SeqCst);
         }
+        for slot in self.hot.iter() {
+            slot.store(None);
+        }
         self.positive.invalidate_all();
         self.negative.invalidate_all();
     }
 
     fn live(&self, record: TokenRecord, epoch: u64) -> Live {
-        Live::new(record, epoch, self.clock.unix_now(), self.refresh_interval)
+        Live::new(
+            record,
+            epoch,
+            self.clock.unix_now(),
+            self.refresh_interval,
+            &self.hierarchy,
+        )
     }
 
     /// Write-behind: update the cached values now, the store at most once per interval.

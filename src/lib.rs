@@ -74,7 +74,7 @@ pub use authenticator::{Authenticator, AuthenticatorBuilder, CreatedToken, NewTo
 pub use error::{AuthError, InvalidReason};
 pub use expiry::Expiry;
 pub use layer::{PatLayer, PatService, RequireScopesLayer};
-pub use principal::Principal;
+pub use principal::{Principal, PrincipalData};
 pub use record::TokenRecord;
 pub use rejection::{Rejection, RejectionKind};
 pub use scope::{Scope, ScopeSet};

@@ -8,9 +8,19 @@ use crate::scope::{Scope, ScopeHierarchy, ScopeSet};
 use crate::token::TokenId;
 
 /// The result of a successful authentication; the layer puts it in the request's
-/// extensions. Holds no secret. Cheap to clone.
+/// extensions. Holds no secret. Cheap to clone (one reference count), and its fields are
+/// reached through [`PrincipalData`]: `principal.owner`, `principal.scopes`, ….
 #[derive(Debug, Clone)]
 pub struct Principal {
+    data: Arc<PrincipalData>,
+    /// When the token expires (after this use, for sliding tokens); `None` = never.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// What a [`Principal`] says about its token, shared by every request made with it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PrincipalData {
     /// The user the token acts for.
     pub owner: Arc<str>,
     /// The token's public id.
@@ -19,12 +29,39 @@ pub struct Principal {
     pub token_name: Arc<str>,
     /// The token's scopes; empty = full access of the owner.
     pub scopes: Arc<ScopeSet>,
-    /// When the token expires (after this use, for sliding tokens); `None` = never.
-    pub expires_at: Option<OffsetDateTime>,
     pub(crate) hierarchy: Arc<ScopeHierarchy>,
 }
 
+impl PrincipalData {
+    pub(crate) fn new(
+        owner: Arc<str>,
+        token_id: TokenId,
+        token_name: Arc<str>,
+        scopes: Arc<ScopeSet>,
+        hierarchy: Arc<ScopeHierarchy>,
+    ) -> Self {
+        Self {
+            owner,
+            token_id,
+            token_name,
+            scopes,
+            hierarchy,
+        }
+    }
+}
+
+impl std::ops::Deref for Principal {
+    type Target = PrincipalData;
+    fn deref(&self) -> &PrincipalData {
+        &self.data
+    }
+}
+
 impl Principal {
+    pub(crate) fn new(data: Arc<PrincipalData>, expires_at: Option<OffsetDateTime>) -> Self {
+        Self { data, expires_at }
+    }
+
     /// Whether the token grants `needed`.
     pub fn allows(&self, needed: &Scope) -> bool {
         self.scopes.allows(needed, &self.hierarchy)

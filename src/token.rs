@@ -61,6 +61,17 @@ impl TokenId {
     }
 }
 
+impl TokenId {
+    /// Another small hash of the id (from its other half), for the hot-slot table.
+    pub(crate) fn slot(&self, n: usize) -> usize {
+        let v = u64::from_le_bytes([
+            self.0[8], self.0[9], self.0[10], self.0[11], self.0[12], self.0[13], self.0[14],
+            self.0[15],
+        ]);
+        (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % n
+    }
+}
+
 impl FromStr for TokenId {
     type Err = TokenFormatError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
