@@ -46,6 +46,9 @@ fn setup(store: Arc<dyn TokenStore>, n: usize, scopes: ScopeSet) -> Setup {
     let rt = rt();
     let auth = Authenticator::builder(store)
         .with_capacity(2 * N as u64)
+        // Steady state: every token stays cached for the whole run (a real server reloads
+        // each token once per TTL, 30 s by default, which is negligible per request).
+        .with_cache_ttl(Duration::from_secs(3600))
         .build();
     let tokens: Vec<String> = rt.block_on(async {
         let mut v = Vec::with_capacity(n);

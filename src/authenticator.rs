@@ -123,6 +123,29 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
+/// Most distinct scope sets shared between cached tokens.
+const MAX_INTERNED_SCOPE_SETS: usize = 4096;
+
+/// Tokens mostly hold one of a few scope sets: cached tokens share one copy of each.
+fn intern_scopes(scopes: ScopeSet) -> Arc<ScopeSet> {
+    static SETS: std::sync::OnceLock<Mutex<HashMap<ScopeSet, Arc<ScopeSet>>>> =
+        std::sync::OnceLock::new();
+    let sets = SETS.get_or_init(Default::default);
+    let mut sets = sets.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(shared) = sets.get(&scopes) {
+        return shared.clone();
+    }
+    let shared = Arc::new(scopes);
+    if sets.len() >= MAX_INTERNED_SCOPE_SETS {
+        // Drop the sets no cached token holds any more; if all are held, do not intern.
+        sets.retain(|_, v| Arc::strong_count(v) > 1);
+    }
+    if sets.len() < MAX_INTERNED_SCOPE_SETS {
+        sets.insert((*shared).clone(), shared.clone());
+    }
+    shared
+}
+
 impl Live {
     fn new(
         record: TokenRecord,
@@ -142,14 +165,7 @@ impl Live {
             0 => Duration::from_secs(60),
             w => Duration::from_secs((w / 10).clamp(1, 60).unsigned_abs()),
         });
-        static FULL_ACCESS: std::sync::OnceLock<Arc<ScopeSet>> = std::sync::OnceLock::new();
-        let scopes = if record.scopes.is_full_access() {
-            FULL_ACCESS
-                .get_or_init(|| Arc::new(ScopeSet::full_access()))
-                .clone()
-        } else {
-            Arc::new(record.scopes)
-        };
+        let scopes = intern_scopes(record.scopes);
         Self {
             id: record.id,
             secret_hash: record.secret_hash,

@@ -177,8 +177,12 @@ pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsErr
     if text.chars().any(char::is_control) {
         return Err(CredentialsError::BasicContent);
     }
-    let (user, pass) = text.split_once(':').ok_or(CredentialsError::BasicContent)?;
-    Ok((user.to_owned(), Secret::new(pass)))
+    let colon = text.find(':').ok_or(CredentialsError::BasicContent)?;
+    // Reuse the decoded buffer for the username: one allocation fewer per request.
+    let mut user = text;
+    let pass = user.split_off(colon + 1);
+    user.truncate(colon);
+    Ok((user, Secret::new(pass)))
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@
 //! - [`store`]: where tokens are kept.
 //! - [`scope`], [`layer`]: what a token may do, and the layers that enforce it.
 //! - [`rejection`]: how refusals are answered.
+//! - [`limit`]: failed-attempt limiting (429), shared by the layer and the password adapter.
+//! - [`manage`]: the token lifecycle (create, list, patch, rotate, delete) with rights;
+//!   `admin` (feature `admin`) is its REST router, the `pat` binary (feature `cli`) its CLI.
 //!
 //! # Feature flags
 //!
@@ -47,6 +50,8 @@
 //! | `sqlite` | yes | the SQLite store |
 //! | `postgres` | no | the PostgreSQL store |
 //! | `redis` | no | the Redis store |
+//! | `admin` | yes | the `/personal-access-tokens` REST router with its OpenAPI document |
+//! | `cli` | no | the `pat` command line tool |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "admin")]

@@ -259,7 +259,7 @@ impl<'de> serde::Deserialize<'de> for Scope {
 /// The scopes a token holds, or a request needs. Empty = full access of the owner.
 ///
 /// Parses from a list separated by spaces or commas; `Display` joins with a space.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ScopeSet(Vec<Scope>);
 
