@@ -661,16 +661,27 @@ impl Inner {
     }
 
     async fn lookup(self: &Arc<Self>, id: &TokenId, now: i64) -> Result<Arc<Live>, AuthError> {
-        // The hot path: one slot read.
-        let slot = &self.hot[id.slot(self.hot.len())];
-        if let Some(live) = &*slot.load() {
-            if live.id == *id
-                && live.loaded_epoch >= self.stripe_epoch(id)
-                && now.saturating_sub(live.loaded_at) < self.hot_ttl
-            {
-                return Ok(live.clone());
-            }
+        match self.hot_lookup(id, now) {
+            Some(live) => Ok(live),
+            // Boxed so the (large) cache and store futures are not part of every request's
+            // future, which the layer boxes and moves.
+            None => Box::pin(self.cold_lookup(id)).await,
         }
+    }
+
+    /// The hot path: one slot read, no await.
+    fn hot_lookup(&self, id: &TokenId, now: i64) -> Option<Arc<Live>> {
+        let slot = &self.hot[id.slot(self.hot.len())];
+        let guard = slot.load();
+        let live = guard.as_ref()?;
+        (live.id == *id
+            && live.loaded_epoch >= self.stripe_epoch(id)
+            && now.saturating_sub(live.loaded_at) < self.hot_ttl)
+            .then(|| live.clone())
+    }
+
+    async fn cold_lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<Live>, AuthError> {
+        let slot = &self.hot[id.slot(self.hot.len())];
         if let Some(live) = self.positive.get(id).await {
             if live.loaded_epoch >= self.stripe_epoch(id) {
                 slot.store(Some(live.clone()));
