@@ -213,7 +213,8 @@ impl Live {
 }
 
 enum Miss {
-    Unknown,
+    /// Not in the store, as read at this invalidation epoch.
+    Unknown(u64),
     Store(Arc<StoreError>),
 }
 
@@ -696,7 +697,7 @@ impl Inner {
                 let epoch = self.epoch.load(Ordering::SeqCst);
                 match self.with_timeout(self.store.get(id)).await {
                     Ok(Some(record)) => Ok(Arc::new(self.live(record, epoch))),
-                    Ok(None) => Err(Miss::Unknown),
+                    Ok(None) => Err(Miss::Unknown(epoch)),
                     Err(e) => Err(Miss::Store(Arc::new(e))),
                 }
             };
@@ -721,8 +722,13 @@ impl Inner {
 
     async fn miss(&self, id: &TokenId, miss: &Miss) -> AuthError {
         match miss {
-            Miss::Unknown => {
+            Miss::Unknown(loaded) => {
+                // Like positive entries, a negative one read before an invalidation of
+                // this id must not outlive it: insert, then drop it if one came since.
                 self.negative.insert(*id, ()).await;
+                if self.stripe_epoch(id) > *loaded {
+                    self.negative.invalidate(id).await;
+                }
                 AuthError::Invalid(InvalidReason::Unknown)
             }
             Miss::Store(e) => {

@@ -202,6 +202,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The header goes on to the inner service: keep it out of `Debug` (and so logs).
+        if let http::header::Entry::Occupied(mut e) =
+            req.headers_mut().entry(http::header::AUTHORIZATION)
+        {
+            e.iter_mut().for_each(|v| v.set_sensitive(true));
+        }
         // The clone is the one polled ready; keep the fresh one for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -58,6 +58,12 @@ impl ManageError {
 
     pub(crate) fn not_found(id: impl Into<String>) -> Self {
         let id: String = id.into();
+        // Echo only what is shaped like an id: a token pasted as an id is redacted.
+        let id = if id.parse::<crate::token::TokenId>().is_ok() {
+            id
+        } else {
+            crate::token::redact(&id)
+        };
         ManageError::NotFound {
             id: id.chars().take(64).collect(),
         }
