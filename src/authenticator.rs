@@ -327,7 +327,9 @@ impl AuthenticatorBuilder {
                 .max_capacity(self.capacity)
                 .time_to_live(self.cache_ttl)
                 .build_with_hasher(Hasher::default()),
+            // LRU: a flood of junk ids must not stop the newest ones from being remembered.
             negative: Cache::builder()
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .max_capacity(self.negative_capacity)
                 .time_to_live(self.negative_ttl)
                 .build_with_hasher(Hasher::default()),
@@ -570,6 +572,11 @@ impl Authenticator {
     /// Tokens in the cache now (approximate).
     pub fn cached_tokens(&self) -> u64 {
         self.inner.positive.entry_count()
+    }
+
+    /// Unknown ids remembered now (approximate).
+    pub fn cached_unknown_ids(&self) -> u64 {
+        self.inner.negative.entry_count()
     }
 
     /// Runs the cache's pending maintenance (useful before reading
