@@ -25,19 +25,30 @@ async fn junk_flood_is_bounded() {
         // Each id asked twice in a row: the second answer comes from the negative entry.
         for _ in 0..2 {
             let r = auth.authenticate(&token).await;
-            assert!(matches!(r, Err(AuthError::Invalid(InvalidReason::Unknown))), "{r:?}");
+            assert!(
+                matches!(r, Err(AuthError::Invalid(InvalidReason::Unknown))),
+                "{r:?}"
+            );
         }
         if i >= ids - 1_000 {
             recent.push(token);
         }
     }
-    assert_eq!(store.gets.load(Ordering::SeqCst) as u64, ids, "one store read per distinct id");
+    assert_eq!(
+        store.gets.load(Ordering::SeqCst) as u64,
+        ids,
+        "one store read per distinct id"
+    );
     // The most recent ids are still remembered: no new reads.
     for token in &recent {
         let _ = auth.authenticate(token).await;
     }
     assert_eq!(store.gets.load(Ordering::SeqCst) as u64, ids);
     auth.sync_cache().await;
-    assert!(auth.cached_unknown_ids() <= 5_000, "{}", auth.cached_unknown_ids());
+    assert!(
+        auth.cached_unknown_ids() <= 5_000,
+        "{}",
+        auth.cached_unknown_ids()
+    );
     assert_eq!(auth.cached_tokens(), 0);
 }
