@@ -437,7 +437,7 @@ fn store_problems_exit_3_and_bad_urls_exit_2() {
 }
 
 #[cfg(feature = "postgres")]
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_on_postgres_reaches_a_running_authenticator_within_1s() {
     let Ok(url) = std::env::var("PAT_TEST_POSTGRES_URL") else {
         println!("skipped: PAT_TEST_POSTGRES_URL not set");
@@ -454,7 +454,13 @@ async fn revoke_on_postgres_reaches_a_running_authenticator_within_1s() {
         .build();
     assert!(auth.authenticate(&token).await.is_ok());
     assert!(auth.authenticate(&token).await.is_ok());
-    let o = run(&url, &["token", "revoke", &id_of(&token)]);
+    // The authenticator's LISTEN connection starts in the background: give it time to be
+    // listening before the revocation is sent (a message sent earlier is not delivered).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (url2, id) = (url.clone(), id_of(&token));
+    let o = tokio::task::spawn_blocking(move || run(&url2, &["token", "revoke", &id]))
+        .await
+        .unwrap();
     assert_eq!(o.code, 0, "{}", o.stderr);
     let start = Instant::now();
     loop {
