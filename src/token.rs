@@ -54,21 +54,18 @@ impl TokenId {
 
     /// A small hash of the id, used to spread ids over stripes (ids are random already).
     pub(crate) fn stripe(&self, n: usize) -> usize {
-        let v = u64::from_le_bytes([
-            self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7],
-        ]);
-        (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % n
+        self.mix(0) % n
     }
-}
 
-impl TokenId {
     /// Another small hash of the id (from its other half), for the hot-slot table.
     pub(crate) fn slot(&self, n: usize) -> usize {
-        let v = u64::from_le_bytes([
-            self.0[8], self.0[9], self.0[10], self.0[11], self.0[12], self.0[13], self.0[14],
-            self.0[15],
-        ]);
-        (v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % n
+        self.mix(8) % n
+    }
+
+    fn mix(&self, from: usize) -> usize {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[from..from + 8]);
+        (u64::from_le_bytes(w).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize
     }
 }
 

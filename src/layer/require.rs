@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::task::{Context, Poll};
 
@@ -15,13 +16,14 @@ use crate::scope::{NodePerm, Scope, ScopeSet};
 /// Computes the scopes a request needs. A [`ScopeSet`] is a static policy; a closure
 /// `Fn(&Parts) -> Result<ScopeSet, RejectionKind>` computes them per request.
 pub trait ScopePolicy: Clone + Send + Sync + 'static {
-    /// The scopes `parts` needs, or why the request is refused outright.
-    fn required(&self, parts: &Parts) -> Result<ScopeSet, RejectionKind>;
+    /// The scopes `parts` needs, or why the request is refused outright. A static policy
+    /// lends its set (no copy per request).
+    fn required(&self, parts: &Parts) -> Result<Cow<'_, ScopeSet>, RejectionKind>;
 }
 
 impl ScopePolicy for ScopeSet {
-    fn required(&self, _: &Parts) -> Result<ScopeSet, RejectionKind> {
-        Ok(self.clone())
+    fn required(&self, _: &Parts) -> Result<Cow<'_, ScopeSet>, RejectionKind> {
+        Ok(Cow::Borrowed(self))
     }
 }
 
@@ -29,8 +31,8 @@ impl<F> ScopePolicy for F
 where
     F: Fn(&Parts) -> Result<ScopeSet, RejectionKind> + Clone + Send + Sync + 'static,
 {
-    fn required(&self, parts: &Parts) -> Result<ScopeSet, RejectionKind> {
-        self(parts)
+    fn required(&self, parts: &Parts) -> Result<Cow<'_, ScopeSet>, RejectionKind> {
+        self(parts).map(Cow::Owned)
     }
 }
 
