@@ -37,14 +37,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use moka::future::Cache;
 use time::OffsetDateTime;
 
 use crate::clock::{self, Clock, SystemClock};
 use crate::error::{AuthError, InvalidReason};
 use crate::expiry::Expiry;
-use crate::limit::AttemptLimiter;
+use crate::hot::{HotTable, Keyed};
+use crate::limit::{AttemptLimiter, Keys};
 use crate::principal::{Principal, PrincipalData};
 use crate::record::TokenRecord;
 use crate::scope::{ScopeHierarchy, ScopeSet};
@@ -70,11 +70,11 @@ struct Inner {
     hierarchy: Arc<ScopeHierarchy>,
     clock: Arc<dyn Clock>,
     positive: Cache<TokenId, Arc<Live>, Hasher>,
-    /// A direct-mapped front for the positive cache: one lock-free slot read per request
+    /// A set-associative front for the positive cache: one lock-free read per request
     /// instead of a moka read (about 1,200 instructions, with a shared read log). moka
-    /// stays the cache of record (capacity, TTL, single-flight loads); a slot is served
-    /// only while its entry is younger than the cache TTL and not invalidated.
-    hot: Box<[ArcSwapOption<Live>]>,
+    /// stays the cache of record (capacity, TTL, single-flight loads); an entry is served
+    /// from here only while it is younger than the cache TTL and not invalidated.
+    hot: HotTable<Live>,
     hot_ttl: i64,
     negative: Cache<TokenId, (), Hasher>,
     /// Invalidation epochs: `epochs[stripe(id)]` is the global epoch of the last
@@ -99,24 +99,32 @@ impl fmt::Debug for Authenticator {
 
 /// A cached token: what validation needs of the stored record (no more, to keep the
 /// cache small), plus its in-memory use state (write-behind). Times are unix seconds.
-struct Live {
+/// A [`Principal`] holds its entry, so accepting a token allocates nothing.
+///
+/// `repr(C)`: what every validation reads comes first, next to the reference count, so a
+/// cached token costs as few cache lines as possible; the principal's data comes last.
+#[repr(C)]
+pub(crate) struct Live {
+    /// The same as `principal.token_id`, kept here with the fields read on every use.
     id: TokenId,
     secret_hash: SecretHash,
-    previous_secret: Option<(SecretHash, i64)>,
-    principal: Arc<PrincipalData>,
-    active: bool,
-    /// Sliding window in seconds; 0 for tokens that do not slide.
-    window: i64,
-    /// Sliding never passes this (`i64::MAX`: no cap).
-    not_after: i64,
-    /// Seconds between write-behind writes.
-    interval: i64,
     loaded_epoch: u64,
     loaded_at: i64,
-    last_used: AtomicI64,
     expires_at: AtomicI64,
+    last_used: AtomicI64,
     written_at: AtomicI64,
+    /// Sliding window in seconds; 0 for tokens that do not slide.
+    window: i64,
+    /// Seconds between write-behind writes.
+    interval: i64,
+    /// Sliding never passes this (`i64::MAX`: no cap).
+    not_after: i64,
+    /// The secret replaced by an in-place rotation and until when it is still accepted
+    /// (rare: boxed, so other tokens pay one pointer).
+    previous_secret: Option<Box<(SecretHash, i64)>>,
+    active: bool,
     dirty: AtomicBool,
+    pub(crate) principal: PrincipalData,
 }
 
 fn secs(d: Duration) -> i64 {
@@ -147,6 +155,10 @@ fn intern_scopes(scopes: ScopeSet) -> Arc<ScopeSet> {
 }
 
 impl Live {
+    fn id(&self) -> &TokenId {
+        &self.id
+    }
+
     fn new(
         record: TokenRecord,
         loaded_epoch: u64,
@@ -171,14 +183,14 @@ impl Live {
             secret_hash: record.secret_hash,
             previous_secret: record
                 .previous_secret
-                .map(|p| (p.hash, p.valid_until.unix_timestamp())),
-            principal: Arc::new(PrincipalData::new(
+                .map(|p| Box::new((p.hash, p.valid_until.unix_timestamp()))),
+            principal: PrincipalData::new(
                 record.owner.into(),
                 record.id,
                 record.name.into(),
                 scopes,
                 hierarchy.clone(),
-            )),
+            ),
             active: record.active,
             window,
             not_after,
@@ -196,7 +208,7 @@ impl Live {
         self.window > 0
     }
 
-    fn expires_at(&self) -> Option<OffsetDateTime> {
+    pub(crate) fn expires_at(&self) -> Option<OffsetDateTime> {
         match self.expires_at.load(Ordering::Acquire) {
             i64::MAX => None,
             s => Some(clock::from_unix(s)),
@@ -210,6 +222,19 @@ impl Live {
             expires_at: self.is_sliding().then(|| self.expires_at()).flatten(),
         }
     }
+}
+
+impl Keyed for Live {
+    fn key(&self) -> &TokenId {
+        self.id()
+    }
+}
+
+enum Decision {
+    Accept,
+    Refuse(InvalidReason),
+    /// An expired sliding token: read the store once before refusing.
+    Reload,
 }
 
 enum Miss {
@@ -316,12 +341,8 @@ impl AuthenticatorBuilder {
     /// replicas, and a tokio runtime is running, a task follows them and drops changed
     /// tokens from this cache.
     pub fn build(self) -> Authenticator {
-        let slots = usize::try_from(self.capacity)
-            .unwrap_or(usize::MAX)
-            .clamp(1, 1 << 22)
-            .next_power_of_two();
         let inner = Arc::new(Inner {
-            hot: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
+            hot: HotTable::new(usize::try_from(self.capacity).unwrap_or(usize::MAX)),
             hot_ttl: i64::try_from(self.cache_ttl.as_secs()).unwrap_or(i64::MAX),
             positive: Cache::builder()
                 .max_capacity(self.capacity)
@@ -514,9 +535,7 @@ impl Authenticator {
         client: &str,
         token: &str,
     ) -> Result<Principal, AuthError> {
-        self.inner
-            .limited(&[client], self.inner.check(token, None))
-            .await
+        self.check_from(Some(client), None, token).await
     }
 
     /// [`authenticate_basic`](Self::authenticate_basic) for a known client: failures count
@@ -527,10 +546,48 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        let pair = format!("{client}\u{0}{username}");
-        self.inner
-            .limited(&[client, &pair], self.inner.check(password, Some(username)))
+        self.check_from(Some(client), Some(username), password)
             .await
+    }
+
+    /// The decision of the `authenticate*` methods, if it can be made from memory alone:
+    /// no await, no allocation. `None`: ask [`check_from`](Self::check_from).
+    pub(crate) fn check_cached_from(
+        &self,
+        client: Option<&str>,
+        username: Option<&str>,
+        token: &str,
+    ) -> Option<Result<Principal, AuthError>> {
+        let Some(client) = client else {
+            return self.inner.check_cached(token, username);
+        };
+        let keys = Keys { client, username };
+        let now = self.inner.clock.unix_now();
+        if let Err(locked) = self.inner.locked_out(keys, now) {
+            return Some(Err(locked));
+        }
+        let result = self.inner.check_cached(token, username)?;
+        self.inner.count_attempt(keys, now, &result);
+        Some(result)
+    }
+
+    /// Any `authenticate*` method: `client` (an IP address) turns on the attempt limiter,
+    /// `username` the Basic owner check.
+    pub(crate) async fn check_from(
+        &self,
+        client: Option<&str>,
+        username: Option<&str>,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        let Some(client) = client else {
+            return self.inner.check(token, username).await;
+        };
+        let keys = Keys { client, username };
+        let now = self.inner.clock.unix_now();
+        self.inner.locked_out(keys, now)?;
+        let result = self.inner.check(token, username).await;
+        self.inner.count_attempt(keys, now, &result);
+        result
     }
 
     /// Drops `id` from this cache, also winning against a store read already in flight,
@@ -602,23 +659,46 @@ impl Inner {
         self.dirty.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn limited(
-        &self,
-        keys: &[&str],
-        attempt: impl std::future::Future<Output = Result<Principal, AuthError>>,
-    ) -> Result<Principal, AuthError> {
-        let now = self.clock.now().unix_timestamp();
-        if let Err(retry_after) = self.limiter.check(keys, now) {
+    fn locked_out(&self, keys: Keys<'_>, now: i64) -> Result<(), AuthError> {
+        self.limiter.check(keys, now).map_err(|retry_after| {
             tracing::debug!(retry_after = ?retry_after, "client locked out after failed attempts");
-            return Err(AuthError::TooManyAttempts { retry_after });
-        }
-        let result = attempt.await;
-        match &result {
+            AuthError::TooManyAttempts { retry_after }
+        })
+    }
+
+    /// Store failures count for nobody: the client did nothing wrong.
+    fn count_attempt(&self, keys: Keys<'_>, now: i64, result: &Result<Principal, AuthError>) {
+        match result {
             Ok(_) => self.limiter.success(keys),
             Err(AuthError::Invalid(_) | AuthError::Malformed(_)) => self.limiter.failure(keys, now),
             Err(_) => {}
         }
-        result
+    }
+
+    /// The whole decision when the token is in the hot table: no await, no allocation.
+    /// `None`: not decidable from memory (a miss, or an expired sliding token that another
+    /// replica may have slid); ask [`check`](Self::check).
+    pub(crate) fn check_cached(
+        self: &Arc<Self>,
+        token: &str,
+        username: Option<&str>,
+    ) -> Option<Result<Principal, AuthError>> {
+        let parsed = match self.format.parse(token) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::debug!(error = %e, "refused a malformed token");
+                return Some(Err(e.into()));
+            }
+        };
+        self.hot.touch(&parsed.id);
+        let hash = parsed.secret_hash();
+        let now = self.clock.unix_now();
+        let live = self.hot_lookup(&parsed.id, now)?;
+        match self.decide(&live, &hash, username, now) {
+            Decision::Reload => None,
+            Decision::Refuse(reason) => Some(Err(self.refuse(&parsed.id, reason))),
+            Decision::Accept => Some(Ok(self.accept(live, now))),
+        }
     }
 
     async fn check(
@@ -626,9 +706,10 @@ impl Inner {
         token: &str,
         username: Option<&str>,
     ) -> Result<Principal, AuthError> {
-        let parsed = self.format.parse(token).inspect_err(|e| {
-            tracing::debug!(error = %e, "refused a malformed token");
-        })?;
+        if let Some(decided) = self.check_cached(token, username) {
+            return decided;
+        }
+        let parsed = self.format.parse(token)?;
         let id = parsed.id;
         let hash = parsed.secret_hash();
         let now = self.clock.unix_now();
@@ -637,35 +718,52 @@ impl Inner {
             let live = self.lookup(&id, now).await.inspect_err(|e| {
                 tracing::debug!(token_id = %id, error = %e, "token refused");
             })?;
-            let secret_ok = live.secret_hash.ct_eq(&hash)
-                | live
-                    .previous_secret
-                    .is_some_and(|(old, until)| old.ct_eq(&hash) && now < until);
-            let reason = if !secret_ok {
-                Some(InvalidReason::WrongSecret)
-            } else if username.is_some_and(|u| u != &*live.principal.owner) {
-                Some(InvalidReason::WrongUser)
-            } else if !live.active {
-                Some(InvalidReason::Disabled)
-            } else if live.expires_at.load(Ordering::Acquire) <= now {
+            match self.decide(&live, &hash, username, now) {
                 // Another replica may have slid it: ask the store once before refusing.
-                if live.is_sliding() && !reloaded {
+                Decision::Reload if !reloaded => {
                     reloaded = true;
                     self.invalidate_local(&id).await;
-                    continue;
                 }
-                Some(InvalidReason::Expired)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                tracing::debug!(token_id = %id, %reason, "token refused");
-                return Err(AuthError::Invalid(reason));
+                Decision::Reload => return Err(self.refuse(&id, InvalidReason::Expired)),
+                Decision::Refuse(reason) => return Err(self.refuse(&id, reason)),
+                Decision::Accept => return Ok(self.accept(live, now)),
             }
-            self.record_use(&live, now);
-            tracing::trace!(token_id = %id, owner = %live.principal.owner, "token accepted");
-            return Ok(Principal::new(live.principal.clone(), live.expires_at()));
         }
+    }
+
+    fn decide(&self, live: &Live, hash: &SecretHash, username: Option<&str>, now: i64) -> Decision {
+        let secret_ok = live.secret_hash.ct_eq(hash)
+            | live
+                .previous_secret
+                .as_deref()
+                .is_some_and(|(old, until)| old.ct_eq(hash) && now < *until);
+        if !secret_ok {
+            Decision::Refuse(InvalidReason::WrongSecret)
+        } else if username.is_some_and(|u| u != &*live.principal.owner) {
+            Decision::Refuse(InvalidReason::WrongUser)
+        } else if !live.active {
+            Decision::Refuse(InvalidReason::Disabled)
+        } else if live.expires_at.load(Ordering::Acquire) <= now {
+            if live.is_sliding() {
+                Decision::Reload
+            } else {
+                Decision::Refuse(InvalidReason::Expired)
+            }
+        } else {
+            Decision::Accept
+        }
+    }
+
+    fn refuse(&self, id: &TokenId, reason: InvalidReason) -> AuthError {
+        tracing::debug!(token_id = %id, %reason, "token refused");
+        AuthError::Invalid(reason)
+    }
+
+    fn accept(self: &Arc<Self>, live: Arc<Live>, now: i64) -> Principal {
+        self.record_use(&live, now);
+        tracing::trace!(token_id = %live.id(), owner = %live.principal.owner, "token accepted");
+        let expires_at = live.expires_at();
+        Principal::new(live, expires_at)
     }
 
     async fn lookup(self: &Arc<Self>, id: &TokenId, now: i64) -> Result<Arc<Live>, AuthError> {
@@ -677,22 +775,18 @@ impl Inner {
         }
     }
 
-    /// The hot path: one slot read, no await.
+    /// The hot path: one lock-free table read, no await.
     fn hot_lookup(&self, id: &TokenId, now: i64) -> Option<Arc<Live>> {
-        let slot = &self.hot[id.slot(self.hot.len())];
-        let guard = slot.load();
-        let live = guard.as_ref()?;
-        (live.id == *id
-            && live.loaded_epoch >= self.stripe_epoch(id)
-            && now.saturating_sub(live.loaded_at) < self.hot_ttl)
-            .then(|| live.clone())
+        self.hot.get(id).filter(|live| {
+            live.loaded_epoch >= self.stripe_epoch(id)
+                && now.saturating_sub(live.loaded_at) < self.hot_ttl
+        })
     }
 
     async fn cold_lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<Live>, AuthError> {
-        let slot = &self.hot[id.slot(self.hot.len())];
         if let Some(live) = self.positive.get(id).await {
             if live.loaded_epoch >= self.stripe_epoch(id) {
-                slot.store(Some(live.clone()));
+                self.hot.put(live.clone());
                 return Ok(live);
             }
         }
@@ -710,7 +804,7 @@ impl Inner {
             };
             match self.positive.try_get_with(*id, load).await {
                 Ok(live) if live.loaded_epoch >= self.stripe_epoch(id) => {
-                    slot.store(Some(live.clone()));
+                    self.hot.put(live.clone());
                     return Ok(live);
                 }
                 // Loaded before an invalidation of this id: never serve it.
@@ -752,10 +846,7 @@ impl Inner {
     async fn invalidate_local(&self, id: &TokenId) {
         let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.epochs[id.stripe(STRIPES)].fetch_max(e, Ordering::SeqCst);
-        let slot = &self.hot[id.slot(self.hot.len())];
-        if slot.load().as_ref().is_some_and(|l| l.id == *id) {
-            slot.store(None);
-        }
+        self.hot.remove(id);
         self.positive.invalidate(id).await;
         self.negative.invalidate(id).await;
     }
@@ -765,9 +856,7 @@ impl Inner {
         for s in self.epochs.iter() {
             s.fetch_max(e, Ordering::SeqCst);
         }
-        for slot in self.hot.iter() {
-            slot.store(None);
-        }
+        self.hot.clear();
         self.positive.invalidate_all();
         self.negative.invalidate_all();
     }
@@ -792,7 +881,7 @@ impl Inner {
             live.expires_at.fetch_max(new, Ordering::AcqRel);
         }
         if !live.dirty.load(Ordering::Acquire) && !live.dirty.swap(true, Ordering::AcqRel) {
-            self.lock_dirty().insert(live.id, live.clone());
+            self.lock_dirty().insert(*live.id(), live.clone());
         }
         let written = live.written_at.load(Ordering::Acquire);
         if now.saturating_sub(written) >= live.interval
@@ -814,16 +903,16 @@ impl Inner {
         live.dirty.store(false, Ordering::Release);
         {
             let mut dirty = self.lock_dirty();
-            if dirty.get(&live.id).is_some_and(|d| Arc::ptr_eq(d, live)) {
-                dirty.remove(&live.id);
+            if dirty.get(live.id()).is_some_and(|d| Arc::ptr_eq(d, live)) {
+                dirty.remove(live.id());
             }
         }
         let touch = live.touch();
-        let res = self.with_timeout(self.store.touch(&live.id, &touch)).await;
+        let res = self.with_timeout(self.store.touch(live.id(), &touch)).await;
         if let Err(e) = &res {
-            tracing::warn!(token_id = %live.id, error = %e, "could not record token use; will retry");
+            tracing::warn!(token_id = %live.id(), error = %e, "could not record token use; will retry");
             if !live.dirty.swap(true, Ordering::AcqRel) {
-                self.lock_dirty().insert(live.id, live.clone());
+                self.lock_dirty().insert(*live.id(), live.clone());
             }
         }
         res

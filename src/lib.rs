@@ -65,6 +65,7 @@ pub mod expiry;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+mod hot;
 pub mod layer;
 pub mod limit;
 pub mod manage;

@@ -73,27 +73,28 @@ impl AttemptLimiter {
     }
 
     /// `Err(retry_after)` when any of `keys` is locked out at `now` (unix seconds).
-    pub(crate) fn check(&self, keys: &[&str], now: i64) -> Result<(), Duration> {
+    pub(crate) fn check(&self, keys: Keys<'_>, now: i64) -> Result<(), Duration> {
         let Some(inner) = &self.inner else {
             return Ok(());
         };
-        // The common case, no recent failures anywhere: no lock.
+        // The common case, no recent failures anywhere: no lock, no key built.
         if inner.tracked.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         let clients = inner.lock();
-        for key in keys {
-            if let Some(&(start, count)) = clients.get(*key) {
+        let mut locked = Ok(());
+        keys.each(|key| {
+            if let Some(&(start, count)) = clients.get(key) {
                 let left = start.saturating_add(inner.window_secs).saturating_sub(now);
-                if left > 0 && count >= inner.max_failures {
-                    return Err(Duration::from_secs(left.unsigned_abs()));
+                if left > 0 && count >= inner.max_failures && locked.is_ok() {
+                    locked = Err(Duration::from_secs(left.unsigned_abs()));
                 }
             }
-        }
-        Ok(())
+        });
+        locked
     }
 
-    pub(crate) fn failure(&self, keys: &[&str], now: i64) {
+    pub(crate) fn failure(&self, keys: Keys<'_>, now: i64) {
         let Some(inner) = &self.inner else { return };
         let mut clients = inner.lock();
         if clients.len() >= MAX_TRACKED {
@@ -104,26 +105,44 @@ impl AttemptLimiter {
                 clients.clear();
             }
         }
-        for key in keys {
-            let entry = clients.entry((*key).to_owned()).or_insert((now, 0));
+        keys.each(|key| {
+            let entry = clients.entry(key.to_owned()).or_insert((now, 0));
             if entry.0.saturating_add(inner.window_secs) <= now {
                 *entry = (now, 0);
             }
             entry.1 = entry.1.saturating_add(1);
-        }
+        });
         inner.tracked.store(clients.len(), Ordering::Release);
     }
 
-    pub(crate) fn success(&self, keys: &[&str]) {
+    pub(crate) fn success(&self, keys: Keys<'_>) {
         let Some(inner) = &self.inner else { return };
         if inner.tracked.load(Ordering::Acquire) == 0 {
             return;
         }
         let mut clients = inner.lock();
-        for key in keys {
-            clients.remove(*key);
-        }
+        keys.each(|key| {
+            clients.remove(key);
+        });
         inner.tracked.store(clients.len(), Ordering::Release);
+    }
+}
+
+/// Whom an attempt counts against: the client, and for password logins also the client
+/// and username together (so one user's success does not clear another's failures).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keys<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) username: Option<&'a str>,
+}
+
+impl Keys<'_> {
+    /// Calls `f` with each key; the pair key is built only here, when a count is touched.
+    fn each(&self, mut f: impl FnMut(&str)) {
+        f(self.client);
+        if let Some(user) = self.username {
+            f(&format!("{}\u{0}{user}", self.client));
+        }
     }
 }
 
@@ -137,28 +156,62 @@ impl Inner {
 mod tests {
     use super::*;
 
+    const A: Keys<'static> = Keys {
+        client: "a",
+        username: None,
+    };
+    const B: Keys<'static> = Keys {
+        client: "b",
+        username: None,
+    };
+
+    #[test]
+    fn a_success_for_one_user_keeps_another_users_lockout() {
+        let l = AttemptLimiter::new(3, Duration::from_secs(10));
+        let (bob, carol) = (
+            Keys {
+                client: "a",
+                username: Some("bob"),
+            },
+            Keys {
+                client: "a",
+                username: Some("carol"),
+            },
+        );
+        for _ in 0..3 {
+            l.failure(bob, 100);
+        }
+        assert!(
+            l.check(carol, 101).is_err(),
+            "the client itself is locked out"
+        );
+        l.success(carol);
+        assert!(l.check(carol, 101).is_ok());
+        assert_eq!(l.check(bob, 101), Err(Duration::from_secs(9)));
+    }
+
     #[test]
     fn locks_out_after_max_and_recovers_after_window() {
         let l = AttemptLimiter::new(3, Duration::from_secs(10));
-        assert!(l.check(&["a"], 100).is_ok());
+        assert!(l.check(A, 100).is_ok());
         for _ in 0..3 {
-            l.failure(&["a"], 100);
+            l.failure(A, 100);
         }
-        assert_eq!(l.check(&["a"], 105), Err(Duration::from_secs(5)));
-        assert!(l.check(&["b"], 105).is_ok());
-        assert!(l.check(&["a"], 110).is_ok());
-        l.failure(&["a"], 110);
-        assert!(l.check(&["a"], 110).is_ok());
-        l.success(&["a"]);
-        assert!(l.check(&["a"], 110).is_ok());
+        assert_eq!(l.check(A, 105), Err(Duration::from_secs(5)));
+        assert!(l.check(B, 105).is_ok());
+        assert!(l.check(A, 110).is_ok());
+        l.failure(A, 110);
+        assert!(l.check(A, 110).is_ok());
+        l.success(A);
+        assert!(l.check(A, 110).is_ok());
     }
 
     #[test]
     fn disabled_never_limits() {
         let l = AttemptLimiter::disabled();
         for _ in 0..100 {
-            l.failure(&["a"], 1);
+            l.failure(A, 1);
         }
-        assert!(l.check(&["a"], 1).is_ok());
+        assert!(l.check(A, 1).is_ok());
     }
 }

@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::authenticator::Live;
+
 use crate::scope::{Scope, ScopeHierarchy, ScopeSet};
 use crate::token::TokenId;
 
 /// The result of a successful authentication; the layer puts it in the request's
 /// extensions. Holds no secret. Cheap to clone (one reference count), and its fields are
 /// reached through [`PrincipalData`]: `principal.owner`, `principal.scopes`, ….
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Principal {
-    data: Arc<PrincipalData>,
+    /// The cached entry of the token (its [`PrincipalData`] and what validation needs).
+    live: Arc<Live>,
     /// When the token expires (after this use, for sliding tokens); `None` = never.
     pub expires_at: Option<OffsetDateTime>,
 }
@@ -53,13 +56,25 @@ impl PrincipalData {
 impl std::ops::Deref for Principal {
     type Target = PrincipalData;
     fn deref(&self) -> &PrincipalData {
-        &self.data
+        &self.live.principal
+    }
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Principal")
+            .field("owner", &self.owner)
+            .field("token_id", &self.token_id)
+            .field("token_name", &self.token_name)
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
 impl Principal {
-    pub(crate) fn new(data: Arc<PrincipalData>, expires_at: Option<OffsetDateTime>) -> Self {
-        Self { data, expires_at }
+    pub(crate) fn new(live: Arc<Live>, expires_at: Option<OffsetDateTime>) -> Self {
+        Self { live, expires_at }
     }
 
     /// Whether the token grants `needed`.

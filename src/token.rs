@@ -54,18 +54,19 @@ impl TokenId {
 
     /// A small hash of the id, used to spread ids over stripes (ids are random already).
     pub(crate) fn stripe(&self, n: usize) -> usize {
-        self.mix(0) % n
+        ((self.hot_hash() >> 40) as usize) % n
     }
 
-    /// Another small hash of the id (from its other half), for the hot-slot table.
-    pub(crate) fn slot(&self, n: usize) -> usize {
-        self.mix(8) % n
-    }
-
-    fn mix(&self, from: usize) -> usize {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&self.0[from..from + 8]);
-        (u64::from_le_bytes(w).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize
+    /// A 64-bit hash of the whole id (hot table set index and tag; stripes).
+    pub(crate) fn hot_hash(&self) -> u64 {
+        let word = |from: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&self.0[from..from + 8]);
+            u64::from_le_bytes(w)
+        };
+        let h = (word(0).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ word(8))
+            .wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        h ^ (h >> 29)
     }
 }
 

@@ -141,13 +141,12 @@ impl<S> PatService<S> {
     }
 }
 
-async fn authorize(
-    auth: &Authenticator,
+/// The request's credentials, or the rejection for a request that carries none usable.
+fn credentials<'h>(
     config: &Config,
-    headers: &http::HeaderMap,
+    headers: &'h http::HeaderMap,
     uri: &http::Uri,
-    client: Option<&str>,
-) -> Result<Principal, Rejection> {
+) -> Result<Credentials<'h>, Rejection> {
     let challenge = || config.challenge.clone();
     if query_has_token(uri.query()) {
         return Err(Rejection::from_credentials_error(
@@ -155,35 +154,75 @@ async fn authorize(
             challenge(),
         ));
     }
-    let creds = parse_authorization(headers, &config.options)
+    parse_authorization(headers, &config.options)
         .map_err(|e| {
             tracing::debug!(error = %e, "malformed Authorization header");
             Rejection::from_credentials_error(e, challenge())
         })?
-        .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, challenge()))?;
-    let result = match (&creds, client) {
-        (Credentials::Bearer(token), Some(ip)) => auth.authenticate_from(ip, token).await,
-        (Credentials::Bearer(token), None) => auth.authenticate(token).await,
-        (Credentials::Basic { username, password }, Some(ip)) => {
-            auth.authenticate_basic_from(ip, username, password.expose())
-                .await
-        }
-        (Credentials::Basic { username, password }, None) => {
-            auth.authenticate_basic(username, password.expose()).await
-        }
-    };
-    result.map_err(|e| Rejection::from_auth_error(&e, challenge()))
+        .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, challenge()))
 }
 
-/// The client's address, for failed-attempt limiting: axum's `ConnectInfo<SocketAddr>`,
-/// or a plain `SocketAddr` extension.
-fn client_key(ext: &http::Extensions) -> Option<String> {
-    #[cfg(feature = "axum")]
-    if let Some(info) = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
-        return Some(info.0.ip().to_string());
+/// `(username, token)` of credentials.
+fn parts<'c>(creds: &'c Credentials<'_>) -> (Option<&'c str>, &'c str) {
+    match creds {
+        Credentials::Bearer(token) => (None, token),
+        Credentials::Basic { username, password } => (Some(username), password.expose()),
     }
-    ext.get::<std::net::SocketAddr>()
-        .map(|a| a.ip().to_string())
+}
+
+/// The decision, if it can be made now, from memory: no await, no allocation for Bearer.
+fn authorize_now(
+    auth: &Authenticator,
+    config: &Config,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    client: Option<&str>,
+) -> Option<Result<Principal, Rejection>> {
+    let creds = match credentials(config, headers, uri) {
+        Ok(creds) => creds,
+        Err(rejection) => return Some(Err(rejection)),
+    };
+    let (username, token) = parts(&creds);
+    let decided = auth.check_cached_from(client, username, token)?;
+    Some(decided.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())))
+}
+
+/// The full decision, reading the cache and store as needed.
+async fn authorize(
+    auth: &Authenticator,
+    config: &Config,
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    client: Option<&str>,
+) -> Result<Principal, Rejection> {
+    let creds = credentials(config, headers, uri)?;
+    let (username, token) = parts(&creds);
+    auth.check_from(client, username, token)
+        .await
+        .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()))
+}
+
+/// Room for an IP address as text (the longest IPv6 form is 45 bytes).
+type ClientText = [u8; 48];
+
+/// The client's address, for failed-attempt limiting: axum's `ConnectInfo<SocketAddr>`,
+/// or a plain `SocketAddr` extension. Written into `buf`, so no allocation per request.
+fn client_key<'b>(ext: &http::Extensions, buf: &'b mut ClientText) -> Option<&'b str> {
+    use std::io::Write as _;
+    #[cfg(feature = "axum")]
+    let connect_info = ext
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    #[cfg(not(feature = "axum"))]
+    let connect_info = None;
+    let ip = connect_info
+        .or_else(|| ext.get::<std::net::SocketAddr>().copied())?
+        .ip();
+    let mut rest = &mut buf[..];
+    write!(rest, "{ip}").ok()?;
+    let len = rest.len();
+    let written = buf.len() - len;
+    std::str::from_utf8(&buf[..written]).ok()
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
@@ -195,7 +234,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -208,14 +247,30 @@ where
         {
             e.iter_mut().for_each(|v| v.set_sensitive(true));
         }
+        let mut buf: ClientText = [0; 48];
+        let client = client_key(req.extensions(), &mut buf);
+        // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
+        match authorize_now(&self.auth, &self.config, req.headers(), req.uri(), client) {
+            Some(Ok(principal)) => {
+                let ext = req.extensions_mut();
+                ext.insert(principal);
+                ext.insert(self.config.challenge.clone());
+                return ResponseFuture::inner(self.inner.call(req));
+            }
+            Some(Err(rejection)) => {
+                return ResponseFuture::ready(self.on_rejection.on_rejection(rejection));
+            }
+            None => {}
+        }
+        // A cache miss: read the store (and maybe wait) in a future of its own.
+        let client = client.map(str::to_owned);
         // The clone is the one polled ready; keep the fresh one for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         let config = self.config.clone();
         let on_rejection = self.on_rejection.clone();
-        Box::pin(async move {
-            let client = client_key(req.extensions());
+        ResponseFuture::boxed(Box::pin(async move {
             let verdict =
                 authorize(&auth, &config, req.headers(), req.uri(), client.as_deref()).await;
             match verdict {
@@ -227,6 +282,72 @@ where
                 }
                 Err(rejection) => Ok(on_rejection.on_rejection(rejection)),
             }
-        })
+        }))
+    }
+}
+
+type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The response future of [`PatService`]: the inner service's future for a request
+    /// decided at once (a cached token, or a rejection), a boxed one when the store had to
+    /// be read.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Inner { #[pin] future: F },
+        Ready { response: Option<Response<B>> },
+        Boxed { future: BoxedResponse<B, E> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    fn inner(future: F) -> Self {
+        Self {
+            kind: Kind::Inner { future },
+        }
+    }
+
+    fn ready(response: Response<B>) -> Self {
+        Self {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn boxed(future: BoxedResponse<B, E>) -> Self {
+        Self {
+            kind: Kind::Boxed { future },
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after it completed"))),
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }

@@ -19,6 +19,6 @@ mod auth;
 mod node_root;
 mod require;
 
-pub use auth::{PatLayer, PatService};
+pub use auth::{PatLayer, PatService, ResponseFuture};
 pub use node_root::node_root_scopes;
 pub use require::{is_read_method, node_scopes, RequireScopes, RequireScopesLayer, ScopePolicy};

@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +28,12 @@ const CHANGE_RETENTION_SECS: i64 = 600;
 ///   readers never block, writers wait for each other instead of failing.
 /// - Listings run in SQL with an index per sort field (`created`, `last_used`,
 ///   `expires_at`, `name`) and one on `owner`.
+/// - [`get`](TokenStore::get), the one read on the request path (a cache miss), runs on
+///   the calling thread through a small pool of plain SQLite connections: a primary-key
+///   read in WAL mode takes microseconds and does not wait for writers, where a round
+///   trip to sqlx's connection thread costs tens. Should it have to wait (a busy
+///   database), it is retried at once through the async pool, which waits there instead
+///   of blocking the thread. Everything else goes through the async pool.
 ///
 /// # Revocations across processes
 ///
@@ -51,6 +58,8 @@ const CHANGE_RETENTION_SECS: i64 = 600;
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `None` for `sqlite::memory:` (another connection would see another database).
+    readers: Option<Readers>,
     /// `None` for `sqlite::memory:`, which no other process can see.
     changes: Option<Changes>,
 }
@@ -60,6 +69,65 @@ struct Changes {
     instance: String,
     tx: broadcast::Sender<TokenId>,
     poller: Mutex<Option<AbortOnDrop>>,
+}
+
+/// Point reads on the calling thread: idle connections, opened on demand, at most
+/// [`Readers::MAX_IDLE`] kept.
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    const MAX_IDLE: usize = 8;
+
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // Never wait on this thread: a busy database is read through the async pool.
+        conn.busy_timeout(Duration::ZERO)?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+
+    fn get(&self, id: &TokenId) -> rusqlite::Result<Option<Flat>> {
+        use rusqlite::OptionalExtension as _;
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let flat = conn
+            .prepare_cached(&sql::statements(D).get)?
+            .query_row([id.as_str()], |r| {
+                Ok(Flat {
+                    id: r.get(0)?,
+                    owner: r.get(1)?,
+                    name: r.get(2)?,
+                    scopes: r.get(3)?,
+                    expiry: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    active: r.get(6)?,
+                    created: r.get(7)?,
+                    modified: r.get(8)?,
+                    last_used: r.get(9)?,
+                    secret_hash: r.get(10)?,
+                    previous_hash: r.get(11)?,
+                    previous_valid_until: r.get(12)?,
+                })
+            })
+            .optional()?;
+        // Only a connection that just worked goes back to the pool.
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < Self::MAX_IDLE {
+            idle.push(conn);
+        }
+        Ok(flat)
+    }
 }
 
 fn query_failed(e: sqlx::Error) -> StoreError {
@@ -95,6 +163,7 @@ impl SqliteStore {
                 .synchronous(SqliteSynchronous::Normal);
             pool = pool.max_connections(4);
         }
+        let path = options.get_filename().to_owned();
         let pool = pool
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
@@ -103,6 +172,10 @@ impl SqliteStore {
                 StoreError::unavailable(format!("cannot open SQLite database {}", mask_url(url)), e)
             })?;
         let store = Self {
+            readers: (!memory).then(|| Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
             pool,
             changes: (!memory).then(|| Changes {
                 instance: codec::instance_id(),
@@ -218,6 +291,14 @@ async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance
 #[async_trait::async_trait]
 impl TokenStore for SqliteStore {
     async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        if let Some(readers) = &self.readers {
+            match readers.get(id) {
+                Ok(flat) => return flat.map(Flat::into_record).transpose(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "direct sqlite read failed; reading through the pool")
+                }
+            }
+        }
         let row = sqlx::query(&sql::statements(D).get)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
