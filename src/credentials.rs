@@ -102,10 +102,19 @@ pub enum CredentialsError {
 }
 
 fn is_b64token(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
+    let bytes = s.as_bytes();
+    let end = bytes.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let body = &bytes[..end];
+    // No early exit, so the loop compiles to vector compares.
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        && body.iter().fold(true, |ok, &b| {
+            ok & (crate::token::is_alnum(b)
+                | (b == b'-')
+                | (b == b'.')
+                | (b == b'_')
+                | (b == b'~')
+                | (b == b'+')
+                | (b == b'/'))
         })
 }
 
@@ -136,12 +145,21 @@ pub fn parse_authorization<'a>(
     if value.len() > options.max_len {
         return Err(CredentialsError::TooLong);
     }
-    let value = value
-        .to_str()
+    // Visible ASCII and spaces only (no tabs), in one pass without early exit (vectorized);
+    // then the bytes are ASCII, so UTF-8.
+    let visible = value
+        .as_bytes()
+        .iter()
+        .fold(true, |ok, &b| ok & (b' '..=b'~').contains(&b));
+    let value = std::str::from_utf8(value.as_bytes())
         .ok()
-        .filter(|v| !v.contains('\t'))
+        .filter(|_| visible)
         .ok_or(CredentialsError::InvalidCharacters)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    // The scheme is short: a plain scan beats a memchr call.
+    let (scheme, rest) = match value.bytes().position(|b| b == b' ') {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, ""),
+    };
     if scheme.is_empty() {
         return Err(CredentialsError::Syntax);
     }

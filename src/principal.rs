@@ -5,6 +5,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::authenticator::Live;
+use crate::rejection::Challenge;
 
 use crate::scope::{Scope, ScopeHierarchy, ScopeSet};
 use crate::token::TokenId;
@@ -18,6 +19,8 @@ pub struct Principal {
     live: Arc<Live>,
     /// When the token expires (after this use, for sliding tokens); `None` = never.
     pub expires_at: Option<OffsetDateTime>,
+    /// The challenge of the layer that accepted the token, for inner layers' refusals.
+    challenge: Option<Challenge>,
 }
 
 /// What a [`Principal`] says about its token, shared by every request made with it.
@@ -74,7 +77,23 @@ impl std::fmt::Debug for Principal {
 
 impl Principal {
     pub(crate) fn new(live: Arc<Live>, expires_at: Option<OffsetDateTime>) -> Self {
-        Self { live, expires_at }
+        Self {
+            live,
+            expires_at,
+            challenge: None,
+        }
+    }
+
+    pub(crate) fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// The challenge (realm, schemes) of the [`PatLayer`](crate::PatLayer) that accepted
+    /// this token, which inner layers answer refusals with; `None` when the principal
+    /// came from calling the [`Authenticator`](crate::Authenticator) directly.
+    pub fn challenge(&self) -> Option<&Challenge> {
+        self.challenge.as_ref()
     }
 
     /// Whether the token grants `needed`.

@@ -24,9 +24,49 @@ use crate::scope::Scope;
 /// schemes it accepts. The layer puts it in request extensions for inner layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
-    realm: Arc<str>,
+    realm: Realm,
     bearer: bool,
     basic: bool,
+}
+
+/// A realm, shared for free: realms are configuration, so the first
+/// [`MAX_INTERNED_REALMS`] distinct ones live for the program's life and cloning a
+/// challenge (once per request) touches no reference count shared between threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Realm {
+    Interned(&'static str),
+    Shared(Arc<str>),
+}
+
+const MAX_INTERNED_REALMS: usize = 256;
+
+impl Realm {
+    fn new(realm: String) -> Self {
+        static REALMS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut realms = REALMS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = realms.iter().find(|r| **r == realm) {
+            return Realm::Interned(known);
+        }
+        if realms.len() < MAX_INTERNED_REALMS {
+            let leaked: &'static str = Box::leak(realm.into_boxed_str());
+            realms.push(leaked);
+            return Realm::Interned(leaked);
+        }
+        Realm::Shared(realm.into())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Realm::Interned(r) => r,
+            Realm::Shared(r) => r,
+        }
+    }
+}
+
+impl fmt::Display for Realm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Default for Challenge {
@@ -45,7 +85,7 @@ impl Challenge {
             .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
             .collect();
         Self {
-            realm: realm.into(),
+            realm: Realm::new(realm),
             bearer,
             basic,
         }
@@ -53,7 +93,7 @@ impl Challenge {
 
     /// The realm.
     pub fn realm(&self) -> &str {
-        &self.realm
+        self.realm.as_str()
     }
 
     fn headers(&self, error: Option<&str>, scope: Option<&str>) -> Vec<HeaderValue> {

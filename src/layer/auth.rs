@@ -18,8 +18,9 @@ use crate::rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, Re
 /// Layer that authenticates every request with a personal access token.
 ///
 /// Reads `Authorization` (Bearer and/or Basic, scheme in any case), asks the
-/// [`Authenticator`], and on success puts the [`Principal`] (and the [`Challenge`]) into
-/// the request's extensions; otherwise answers as [`crate::rejection`] describes.
+/// [`Authenticator`], and on success puts the [`Principal`] (which carries this layer's
+/// [`Challenge`], see [`Principal::challenge`]) into the request's extensions; otherwise
+/// answers as [`crate::rejection`] describes.
 #[derive(Clone)]
 #[must_use]
 pub struct PatLayer<R = DefaultOnRejection> {
@@ -28,9 +29,18 @@ pub struct PatLayer<R = DefaultOnRejection> {
     on_rejection: R,
 }
 
+#[derive(Clone)]
 struct Config {
     options: ParseOptions,
     challenge: Challenge,
+}
+
+/// What every request of a [`PatService`] reads, behind one reference count (axum clones
+/// the service for each request).
+struct Shared<R> {
+    auth: Authenticator,
+    config: Config,
+    on_rejection: R,
 }
 
 impl<R> fmt::Debug for PatLayer<R> {
@@ -104,27 +114,35 @@ impl<S, R: Clone> Layer<S> for PatLayer<R> {
     fn layer(&self, inner: S) -> Self::Service {
         PatService {
             inner,
-            auth: self.auth.clone(),
-            config: self.config.clone(),
-            on_rejection: self.on_rejection.clone(),
+            shared: Arc::new(Shared {
+                auth: self.auth.clone(),
+                config: Config::clone(&self.config),
+                on_rejection: self.on_rejection.clone(),
+            }),
         }
     }
 }
 
 /// The service made by [`PatLayer`].
-#[derive(Clone)]
 pub struct PatService<S, R = DefaultOnRejection> {
     inner: S,
-    auth: Authenticator,
-    config: Arc<Config>,
-    on_rejection: R,
+    shared: Arc<Shared<R>>,
+}
+
+impl<S: Clone, R> Clone for PatService<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 impl<S: fmt::Debug, R> fmt::Debug for PatService<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PatService")
             .field("inner", &self.inner)
-            .field("options", &self.config.options)
+            .field("options", &self.shared.config.options)
             .finish_non_exhaustive()
     }
 }
@@ -249,16 +267,22 @@ where
         }
         let mut buf: ClientText = [0; 48];
         let client = client_key(req.extensions(), &mut buf);
+        let shared = &*self.shared;
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
-        match authorize_now(&self.auth, &self.config, req.headers(), req.uri(), client) {
+        match authorize_now(
+            &shared.auth,
+            &shared.config,
+            req.headers(),
+            req.uri(),
+            client,
+        ) {
             Some(Ok(principal)) => {
-                let ext = req.extensions_mut();
-                ext.insert(principal);
-                ext.insert(self.config.challenge.clone());
+                let principal = principal.with_challenge(shared.config.challenge.clone());
+                req.extensions_mut().insert(principal);
                 return ResponseFuture::inner(self.inner.call(req));
             }
             Some(Err(rejection)) => {
-                return ResponseFuture::ready(self.on_rejection.on_rejection(rejection));
+                return ResponseFuture::ready(shared.on_rejection.on_rejection(rejection));
             }
             None => {}
         }
@@ -267,20 +291,18 @@ where
         // The clone is the one polled ready; keep the fresh one for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let auth = self.auth.clone();
-        let config = self.config.clone();
-        let on_rejection = self.on_rejection.clone();
+        let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
+            let (auth, config) = (&shared.auth, &shared.config);
             let verdict =
-                authorize(&auth, &config, req.headers(), req.uri(), client.as_deref()).await;
+                authorize(auth, config, req.headers(), req.uri(), client.as_deref()).await;
             match verdict {
                 Ok(principal) => {
-                    let ext = req.extensions_mut();
-                    ext.insert(principal);
-                    ext.insert(config.challenge.clone());
+                    let principal = principal.with_challenge(config.challenge.clone());
+                    req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }
-                Err(rejection) => Ok(on_rejection.on_rejection(rejection)),
+                Err(rejection) => Ok(shared.on_rejection.on_rejection(rejection)),
             }
         }))
     }

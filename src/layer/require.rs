@@ -163,7 +163,9 @@ where
         let (parts, body) = req.into_parts();
         let challenge = parts
             .extensions
-            .get::<Challenge>()
+            .get::<Principal>()
+            .and_then(Principal::challenge)
+            .or_else(|| parts.extensions.get::<Challenge>())
             .cloned()
             .unwrap_or_default();
         let verdict = match parts.extensions.get::<Principal>() {
