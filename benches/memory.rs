@@ -2,6 +2,10 @@
 //! the process while the cache fills, divided by the number of tokens).
 //!
 //! `cargo bench --bench memory` (prints `bytes per cached token: N`).
+//!
+//! `PAT_BENCH_MEMORY=moka cargo bench --bench memory` measures, the same way, a bare moka
+//! cache configured as the Authenticator's (same key type, TTL, hasher), holding an
+//! `Arc<u64>` per entry: the share of the figure that is moka's own.
 
 use std::sync::Arc;
 
@@ -18,7 +22,39 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// A bare moka cache as the Authenticator builds it, filled with `n` entries.
+fn bare_moka(n: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ids: Vec<tower_pat::TokenId> = (0..n).map(|_| tower_pat::TokenId::generate()).collect();
+    let cache: moka::future::Cache<tower_pat::TokenId, Arc<u64>, foldhash::fast::RandomState> =
+        moka::future::Cache::builder()
+            .max_capacity(n as u64 + 1)
+            .time_to_live(std::time::Duration::from_secs(30))
+            .build_with_hasher(Default::default());
+    let before = rss_bytes();
+    rt.block_on(async {
+        for (i, id) in ids.iter().enumerate() {
+            cache.insert(*id, Arc::new(i as u64)).await;
+        }
+        cache.run_pending_tasks().await;
+    });
+    let after = rss_bytes();
+    let held = cache.entry_count();
+    println!("entries: {held}");
+    println!("rss growth: {} bytes", after - before);
+    println!(
+        "bytes per bare moka entry: {}",
+        (after - before) / held.max(1)
+    );
+}
+
 fn main() {
+    if std::env::var("PAT_BENCH_MEMORY").as_deref() == Ok("moka") {
+        return bare_moka(1_000_000);
+    }
     let n: usize = std::env::var("PAT_BENCH_TOKENS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -683,6 +683,10 @@ impl Inner {
         token: &str,
         username: Option<&str>,
     ) -> Option<Result<Principal, AuthError>> {
+        // Start reading the table's line while the token is checked.
+        if let Some(id) = self.format.peek_id(token) {
+            self.hot.touch(&id);
+        }
         let parsed = match self.format.parse(token) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -690,14 +694,21 @@ impl Inner {
                 return Some(Err(e.into()));
             }
         };
-        self.hot.touch(&parsed.id);
-        let hash = parsed.secret_hash();
         let now = self.clock.unix_now();
-        let live = self.hot_lookup(&parsed.id, now)?;
-        match self.decide(&live, &hash, username, now) {
-            Decision::Reload => None,
-            Decision::Refuse(reason) => Some(Err(self.refuse(&parsed.id, reason))),
-            Decision::Accept => Some(Ok(self.accept(live, now))),
+        let epoch = self.stripe_epoch(&parsed.id);
+        // Hashing the secret inside the lookup overlaps it with the entry's first read.
+        let found = self.hot.find(&parsed.id, |live| {
+            if live.loaded_epoch < epoch || now.saturating_sub(live.loaded_at) >= self.hot_ttl {
+                return None; // stale: the cold path reloads it
+            }
+            let decision = self.decide(live, &parsed.secret_hash(), username, now);
+            let keep = matches!(decision, Decision::Accept).then(|| live.clone());
+            Some((decision, keep))
+        });
+        match found.flatten()? {
+            (Decision::Accept, Some(live)) => Some(Ok(self.accept(live, now))),
+            (Decision::Refuse(reason), _) => Some(Err(self.refuse(&parsed.id, reason))),
+            _ => None,
         }
     }
 

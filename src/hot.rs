@@ -64,6 +64,21 @@ impl<T: Keyed> HotTable<T> {
         std::hint::black_box(set.tags[0].load(Ordering::Relaxed));
     }
 
+    /// `f` of the entry for `id`, if held, without taking a reference count: the caller
+    /// clones the entry only if it keeps it, and its work overlaps the entry's first read.
+    pub(crate) fn find<R>(&self, id: &TokenId, f: impl FnOnce(&Arc<T>) -> R) -> Option<R> {
+        let (set, tag) = self.locate(id);
+        for (t, slot) in set.tags.iter().zip(&set.slots) {
+            if t.load(Ordering::Relaxed) == tag {
+                let guard = slot.load();
+                if let Some(entry) = guard.as_ref().filter(|e| e.key() == id) {
+                    return Some(f(entry));
+                }
+            }
+        }
+        None
+    }
+
     /// The entry for `id`, if held.
     pub(crate) fn get(&self, id: &TokenId) -> Option<Arc<T>> {
         let (set, tag) = self.locate(id);

@@ -316,6 +316,19 @@ impl TokenFormat {
         self.prefix.len() + 1 + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
     }
 
+    /// The bytes where a token of this format keeps its id, unchecked: only a hint for
+    /// where to look in a cache (a miss or a wrong id there is harmless), available before
+    /// [`parse`](Self::parse) has checked anything.
+    pub(crate) fn peek_id(&self, token: &str) -> Option<TokenId> {
+        let start = self.prefix.len() + 1;
+        let id = token.as_bytes().get(start..start + ID_LEN)?;
+        (token.len() == self.token_len()).then(|| {
+            let mut raw = [0u8; ID_LEN];
+            raw.copy_from_slice(id);
+            TokenId(raw)
+        })
+    }
+
     /// Mints a new token with a new random id.
     pub fn mint(&self) -> MintedToken {
         self.mint_with_id(TokenId::generate())
