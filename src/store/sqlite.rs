@@ -396,3 +396,35 @@ impl TokenStore for SqliteStore {
         Some(rx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_direct_read_is_answered_through_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tokens.db").display());
+        let mut store = SqliteStore::connect(&url).await.unwrap();
+        let minted = crate::TokenFormat::default().mint();
+        let record = TokenRecord::new(
+            minted.id,
+            "alice",
+            "laptop",
+            crate::ScopeSet::full_access(),
+            crate::Expiry::Never,
+            minted.secret_hash,
+            time::OffsetDateTime::now_utc(),
+        );
+        store.insert(&record).await.unwrap();
+        // Direct connections that cannot open: every read must fall back, not fail.
+        store.readers = Some(Readers {
+            path: dir.path().join("missing-dir").join("tokens.db"),
+            idle: Mutex::new(Vec::new()),
+        });
+        assert!(store.readers.as_ref().unwrap().get(&record.id).is_err());
+        let read = store.get(&record.id).await.unwrap().unwrap();
+        assert_eq!((read.id, read.owner.as_str()), (record.id, "alice"));
+        assert!(store.get(&TokenId::generate()).await.unwrap().is_none());
+    }
+}
