@@ -192,10 +192,19 @@ pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsErr
         .decode(credential)
         .map_err(|_| CredentialsError::Base64)?;
     let text = String::from_utf8(bytes).map_err(|_| CredentialsError::BasicContent)?;
-    if text.chars().any(char::is_control) {
+    // Control characters: ASCII ones checked a byte at a time without branches (the usual
+    // case is all ASCII); other text char by char (for U+0080..U+009F).
+    let ascii = text.is_ascii();
+    let ascii_control = text
+        .bytes()
+        .fold(false, |found, b| found | (b < b' ') | (b == 0x7f));
+    if ascii_control || (!ascii && text.chars().any(char::is_control)) {
         return Err(CredentialsError::BasicContent);
     }
-    let colon = text.find(':').ok_or(CredentialsError::BasicContent)?;
+    let colon = text
+        .bytes()
+        .position(|b| b == b':')
+        .ok_or(CredentialsError::BasicContent)?;
     // Reuse the decoded buffer for the username: one allocation fewer per request.
     let mut user = text;
     let pass = user.split_off(colon + 1);
@@ -206,6 +215,23 @@ pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_refuses_exactly_the_control_characters() {
+        use base64::Engine as _;
+        let chars = (0u32..0x200)
+            .chain([0x2028, 0x200b, 0xfeff, 0x1f600])
+            .filter_map(char::from_u32);
+        for c in chars {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("al{c}ce:pw{c}"));
+            assert_eq!(
+                decode_basic(&b64).is_err(),
+                c.is_control(),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+    }
     use http::HeaderValue;
 
     fn parse(v: &[u8]) -> Result<Option<String>, CredentialsError> {
