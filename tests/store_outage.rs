@@ -175,17 +175,37 @@ mod postgres {
 
     impl Proxy {
         async fn start(target: &str) -> Self {
+            // Bound here, not probed and bound later: another socket could take a probed
+            // port in between.
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
             let p = Self {
-                port: free_port(),
+                port: listener.local_addr().unwrap().port(),
                 target: target.to_owned(),
                 tasks: Arc::default(),
             };
-            p.resume().await;
+            p.serve(listener);
             p
         }
 
         async fn resume(&self) {
-            let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+            // While stopped, an outgoing connection may briefly hold the port as its local
+            // port: retry rather than fail the test for that.
+            let mut tries = 0;
+            let listener = loop {
+                match TcpListener::bind(("127.0.0.1", self.port)).await {
+                    Ok(l) => break l,
+                    Err(e) if tries < 100 => {
+                        tries += 1;
+                        eprintln!("proxy port {} busy ({e}), retrying", self.port);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => panic!("cannot listen again on {}: {e}", self.port),
+                }
+            };
+            self.serve(listener);
+        }
+
+        fn serve(&self, listener: TcpListener) {
             let (target, tasks) = (self.target.clone(), self.tasks.clone());
             let accept = tokio::spawn(async move {
                 while let Ok((mut client, _)) = listener.accept().await {
