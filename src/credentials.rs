@@ -135,6 +135,27 @@ pub fn parse_authorization<'a>(
     headers: &'a HeaderMap,
     options: &ParseOptions,
 ) -> Result<Option<Credentials<'a>>, CredentialsError> {
+    Ok(match parse_authorization_raw(headers, options)? {
+        None => None,
+        Some(RawCredentials::Bearer(token)) => Some(Credentials::Bearer(token)),
+        Some(RawCredentials::Basic(encoded)) => {
+            let (username, password) = decode_basic(encoded)?;
+            Some(Credentials::Basic { username, password })
+        }
+    })
+}
+
+/// Checked credentials before any decoding: Basic still in base64.
+pub(crate) enum RawCredentials<'a> {
+    Bearer(&'a str),
+    Basic(&'a str),
+}
+
+/// [`parse_authorization`] without decoding Basic, so the caller chooses where to.
+pub(crate) fn parse_authorization_raw<'a>(
+    headers: &'a HeaderMap,
+    options: &ParseOptions,
+) -> Result<Option<RawCredentials<'a>>, CredentialsError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -171,7 +192,7 @@ pub fn parse_authorization<'a>(
         if !is_b64token(credential) {
             return Err(CredentialsError::Syntax);
         }
-        return Ok(Some(Credentials::Bearer(credential)));
+        return Ok(Some(RawCredentials::Bearer(credential)));
     }
     if scheme.eq_ignore_ascii_case("basic") {
         if !options.basic {
@@ -180,8 +201,7 @@ pub fn parse_authorization<'a>(
         if credential.is_empty() || credential.contains(' ') {
             return Err(CredentialsError::Syntax);
         }
-        let (username, password) = decode_basic(credential)?;
-        return Ok(Some(Credentials::Basic { username, password }));
+        return Ok(Some(RawCredentials::Basic(credential)));
     }
     Ok(None)
 }
@@ -192,19 +212,7 @@ pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsErr
         .decode(credential)
         .map_err(|_| CredentialsError::Base64)?;
     let text = String::from_utf8(bytes).map_err(|_| CredentialsError::BasicContent)?;
-    // Control characters: ASCII ones checked a byte at a time without branches (the usual
-    // case is all ASCII); other text char by char (for U+0080..U+009F).
-    let ascii = text.is_ascii();
-    let ascii_control = text
-        .bytes()
-        .fold(false, |found, b| found | (b < b' ') | (b == 0x7f));
-    if ascii_control || (!ascii && text.chars().any(char::is_control)) {
-        return Err(CredentialsError::BasicContent);
-    }
-    let colon = text
-        .bytes()
-        .position(|b| b == b':')
-        .ok_or(CredentialsError::BasicContent)?;
+    let colon = basic_colon(&text)?;
     // Reuse the decoded buffer for the username: one allocation fewer per request.
     let mut user = text;
     let pass = user.split_off(colon + 1);
@@ -212,9 +220,76 @@ pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsErr
     Ok((user, Secret::new(pass)))
 }
 
+/// [`decode_basic`] into `buf`, without allocating: `(username, password)` borrowed from
+/// `buf`, or `Ok(None)` when `buf` is too small. The caller clears `buf` after use.
+pub(crate) fn decode_basic_in<'b>(
+    credential: &str,
+    buf: &'b mut [u8],
+) -> Result<Option<(&'b str, &'b str)>, CredentialsError> {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::{DecodeSliceError, Engine as _};
+    let len = match STANDARD.decode_slice(credential, buf) {
+        Ok(len) => len,
+        Err(DecodeSliceError::OutputSliceTooSmall) => return Ok(None),
+        Err(DecodeSliceError::DecodeError(_)) => return Err(CredentialsError::Base64),
+    };
+    let text = std::str::from_utf8(&buf[..len]).map_err(|_| CredentialsError::BasicContent)?;
+    let colon = basic_colon(text)?;
+    Ok(Some((&text[..colon], &text[colon + 1..])))
+}
+
+/// Where the decoded `user:password` splits; an error if it has no colon or holds control
+/// characters.
+fn basic_colon(text: &str) -> Result<usize, CredentialsError> {
+    // Control characters: ASCII ones checked a byte at a time without branches (the usual
+    // case is all ASCII); other text char by char (for U+0080..U+009F).
+    let ascii_control = text
+        .bytes()
+        .fold(false, |found, b| found | (b < b' ') | (b == 0x7f));
+    if ascii_control || (!text.is_ascii() && text.chars().any(char::is_control)) {
+        return Err(CredentialsError::BasicContent);
+    }
+    text.bytes()
+        .position(|b| b == b':')
+        .ok_or(CredentialsError::BasicContent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoding_in_place_agrees_with_decode_basic() {
+        use base64::Engine as _;
+        let cases = [
+            "alice:pat_x",
+            ":",
+            "a:b:c",
+            "nocolon",
+            "\u{85}x:y",
+            "ü:pw",
+            "a\tb:c",
+            "",
+        ];
+        for case in cases {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(case);
+            let mut buf = [0u8; 64];
+            let in_place = decode_basic_in(&b64, &mut buf)
+                .map(|o| o.map(|(u, p)| (u.to_owned(), p.to_owned())));
+            let owned = decode_basic(&b64).map(|(u, p)| Some((u, p.expose().to_owned())));
+            assert_eq!(in_place, owned, "{case:?}");
+        }
+        assert_eq!(
+            decode_basic_in("!!!!", &mut [0u8; 64]),
+            Err(CredentialsError::Base64)
+        );
+        let long = base64::engine::general_purpose::STANDARD.encode("u:".repeat(100));
+        assert_eq!(
+            decode_basic_in(&long, &mut [0u8; 64]),
+            Ok(None),
+            "too small: caller falls back"
+        );
+    }
 
     #[test]
     fn basic_refuses_exactly_the_control_characters() {

@@ -96,6 +96,35 @@ async fn valid_token_bearer_and_basic() {
     assert_no_secret(&[&t], &[format!("{rec:?}"), format!("{:?}", f.auth)]);
 }
 
+/// Basic credentials are decoded on the stack when they fit a 3,072-byte buffer and on
+/// the heap otherwise: both ways give the same answers, cached or not.
+#[tokio::test]
+async fn long_basic_credentials_take_the_heap_path_with_the_same_answers() {
+    let f = fixture();
+    let owner = "u".repeat(3_100);
+    let created = f
+        .auth
+        .create(NewToken::new(owner.clone(), "long"))
+        .await
+        .unwrap();
+    let t = created.token.expose().to_owned();
+    let app = app_with(PatLayer::new(f.auth.clone()).with_max_header_len(8_192));
+    for _ in 0..2 {
+        // First uncached, then cached.
+        let r = send(&app, "GET", "/whoami", Some(&basic(&owner, &t))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["owner"], owner.as_str());
+        let wrong_user = "v".repeat(3_100);
+        let r = send(&app, "GET", "/whoami", Some(&basic(&wrong_user, &t))).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body, INVALID_BODY);
+    }
+    // Short ones (stack) for the same token owner check.
+    let r = send(&app, "GET", "/whoami", Some(&basic("alice", &t))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn malformed_headers_are_400() {
     let f = fixture();

@@ -10,7 +10,8 @@ use tower_service::Service;
 
 use crate::authenticator::Authenticator;
 use crate::credentials::{
-    parse_authorization, query_has_token, Credentials, CredentialsError, ParseOptions,
+    decode_basic_in, parse_authorization, parse_authorization_raw, query_has_token, Credentials,
+    CredentialsError, ParseOptions, RawCredentials,
 };
 use crate::principal::Principal;
 use crate::rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, RejectionKind};
@@ -188,7 +189,8 @@ fn parts<'c>(creds: &'c Credentials<'_>) -> (Option<&'c str>, &'c str) {
     }
 }
 
-/// The decision, if it can be made now, from memory: no await, no allocation for Bearer.
+/// The decision, if it can be made now, from memory: no await, no allocation (Basic is
+/// decoded into a buffer on the stack, cleared after).
 fn authorize_now(
     auth: &Authenticator,
     config: &Config,
@@ -196,12 +198,45 @@ fn authorize_now(
     uri: &http::Uri,
     client: Option<&str>,
 ) -> Option<Result<Principal, Rejection>> {
-    let creds = match credentials(config, headers, uri) {
-        Ok(creds) => creds,
-        Err(rejection) => return Some(Err(rejection)),
+    let reject = |e: CredentialsError| {
+        tracing::debug!(error = %e, "malformed Authorization header");
+        Some(Err(Rejection::from_credentials_error(
+            e,
+            config.challenge.clone(),
+        )))
     };
-    let (username, token) = parts(&creds);
-    let decided = auth.check_cached_from(client, username, token)?;
+    if query_has_token(uri.query()) {
+        return reject(CredentialsError::QueryToken);
+    }
+    let decided = match parse_authorization_raw(headers, &config.options) {
+        Err(e) => return reject(e),
+        Ok(None) => {
+            let challenge = config.challenge.clone();
+            return Some(Err(Rejection::new(
+                RejectionKind::MissingCredentials,
+                challenge,
+            )));
+        }
+        Ok(Some(RawCredentials::Bearer(token))) => auth.check_cached_from(client, None, token),
+        Ok(Some(RawCredentials::Basic(encoded))) => {
+            // Room for the longest credential the default header cap lets through.
+            let mut buf = [0u8; 3072];
+            let outcome = decode_basic_in(encoded, &mut buf).map(|decoded| {
+                decoded.and_then(|(username, password)| {
+                    auth.check_cached_from(client, Some(username), password)
+                })
+            });
+            // Whatever happened, the decoded token does not stay on the stack.
+            buf.fill(0);
+            std::hint::black_box(&buf);
+            match outcome {
+                Err(e) => return reject(e),
+                // Not decidable from memory, or longer than the buffer: the full path
+                // decodes on the heap.
+                Ok(decided) => decided,
+            }
+        }
+    }?;
     Some(decided.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())))
 }
 
