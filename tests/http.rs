@@ -96,8 +96,8 @@ async fn valid_token_bearer_and_basic() {
     assert_no_secret(&[&t], &[format!("{rec:?}"), format!("{:?}", f.auth)]);
 }
 
-/// Basic credentials are decoded on the stack when they fit a 3,072-byte buffer and on
-/// the heap otherwise: both ways give the same answers, cached or not.
+/// Basic credentials are decoded on the stack when they fit a 512-byte buffer and on the
+/// heap otherwise: both ways give the same answers, cached or not.
 #[tokio::test]
 async fn long_basic_credentials_take_the_heap_path_with_the_same_answers() {
     let f = fixture();

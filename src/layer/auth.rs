@@ -219,15 +219,18 @@ fn authorize_now(
         }
         Ok(Some(RawCredentials::Bearer(token))) => auth.check_cached_from(client, None, token),
         Ok(Some(RawCredentials::Basic(encoded))) => {
-            // Room for the longest credential the default header cap lets through.
-            let mut buf = [0u8; 3072];
+            // Room for any usual `user:token`; longer ones take the full path. Small, since
+            // it is zeroed before and after use on every request.
+            let mut buf = [0u8; 512];
             let outcome = decode_basic_in(encoded, &mut buf).map(|decoded| {
                 decoded.and_then(|(username, password)| {
                     auth.check_cached_from(client, Some(username), password)
                 })
             });
-            // Whatever happened, the decoded token does not stay on the stack.
-            buf.fill(0);
+            // Whatever happened, the decoded token does not stay on the stack (base64
+            // writes at most 3 bytes per 4 characters).
+            let written = (encoded.len() / 4 + 1).saturating_mul(3).min(buf.len());
+            buf[..written].fill(0);
             std::hint::black_box(&buf);
             match outcome {
                 Err(e) => return reject(e),
