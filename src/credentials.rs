@@ -291,6 +291,28 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Decoding into a buffer and onto the heap agree on every input, valid base64 of
+        /// arbitrary bytes or arbitrary text; the buffer only ever declines (`None`) input
+        /// too long for it.
+        #[test]
+        fn in_place_decoding_agrees_with_owned(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+            text in ".{0,64}",
+        ) {
+            use base64::Engine as _;
+            for encoded in [base64::engine::general_purpose::STANDARD.encode(&bytes), text.clone()] {
+                let mut buf = [0u8; 512];
+                let owned = decode_basic(&encoded).map(|(u, p)| (u, p.expose().to_owned()));
+                match decode_basic_in(&encoded, &mut buf) {
+                    Ok(Some((u, p))) => proptest::prop_assert_eq!(Ok((u.to_owned(), p.to_owned())), owned),
+                    Ok(None) => proptest::prop_assert!(encoded.len() / 4 * 3 > 500, "declined {} chars", encoded.len()),
+                    Err(e) => proptest::prop_assert_eq!(Err(e), owned),
+                }
+            }
+        }
+    }
+
     #[test]
     fn basic_refuses_exactly_the_control_characters() {
         use base64::Engine as _;
