@@ -82,9 +82,23 @@ mod redis {
     }
 
     impl RedisServer {
+        /// A redis-server on `port`, retried a few times: the port was free when probed,
+        /// but another socket may hold it for a moment.
         async fn start(port: u16) -> Self {
+            for _ in 0..20 {
+                if let Some(server) = Self::try_start(port).await {
+                    return server;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("redis-server could not listen on port {port}");
+        }
+
+        /// `None` if the server exits (port taken) before answering PING.
+        async fn try_start(port: u16) -> Option<Self> {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
             let dir = tempfile::tempdir().unwrap();
-            let child = std::process::Command::new("redis-server")
+            let mut child = std::process::Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
@@ -93,14 +107,27 @@ mod redis {
                 .spawn()
                 .expect("start redis-server");
             let start = Instant::now();
-            while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "redis-server did not start"
-                );
+            loop {
+                if child.try_wait().ok().flatten().is_some() {
+                    return None;
+                }
+                // Our server answers PING; something else on the port would not.
+                if let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)).await {
+                    let mut reply = [0u8; 7];
+                    let pong = conn.write_all(b"PING\r\n").await.is_ok()
+                        && conn.read_exact(&mut reply).await.is_ok()
+                        && &reply == b"+PONG\r\n";
+                    if pong && child.try_wait().ok().flatten().is_none() {
+                        return Some(Self { child, _dir: dir });
+                    }
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("redis-server did not start on port {port}");
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Self { child, _dir: dir }
         }
 
         fn kill(mut self) {
