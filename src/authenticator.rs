@@ -49,7 +49,7 @@ use crate::principal::{Principal, PrincipalData};
 use crate::record::TokenRecord;
 use crate::scope::{ScopeHierarchy, ScopeSet};
 use crate::store::{StoreError, TokenStore, Touch};
-use crate::token::{MintedToken, Secret, SecretHash, TokenFormat, TokenId};
+use crate::token::{MintedToken, ParsedToken, Secret, SecretHash, TokenFormat, TokenId};
 
 const STRIPES: usize = 1024;
 
@@ -683,32 +683,9 @@ impl Inner {
         token: &str,
         username: Option<&str>,
     ) -> Option<Result<Principal, AuthError>> {
-        // Start reading the table's line while the token is checked.
-        if let Some(id) = self.format.peek_id(token) {
-            self.hot.touch(&id);
-        }
-        let parsed = match self.format.parse(token) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::debug!(error = %e, "refused a malformed token");
-                return Some(Err(e.into()));
-            }
-        };
-        let now = self.clock.unix_now();
-        let epoch = self.stripe_epoch(&parsed.id);
-        // Hashing the secret inside the lookup overlaps it with the entry's first read.
-        let found = self.hot.find(&parsed.id, |live| {
-            if live.loaded_epoch < epoch || now.saturating_sub(live.loaded_at) >= self.hot_ttl {
-                return None; // stale: the cold path reloads it
-            }
-            let decision = self.decide(live, &parsed.secret_hash(), username, now);
-            let keep = matches!(decision, Decision::Accept).then(|| live.clone());
-            Some((decision, keep))
-        });
-        match found.flatten()? {
-            (Decision::Accept, Some(live)) => Some(Ok(self.accept(live, now))),
-            (Decision::Refuse(reason), _) => Some(Err(self.refuse(&parsed.id, reason))),
-            _ => None,
+        match self.parse(token) {
+            Ok(parsed) => self.decide_cached(&parsed, username, self.clock.unix_now()),
+            Err(e) => Some(Err(e)),
         }
     }
 
@@ -717,16 +694,18 @@ impl Inner {
         token: &str,
         username: Option<&str>,
     ) -> Result<Principal, AuthError> {
-        if let Some(decided) = self.check_cached(token, username) {
+        let parsed = self.parse(token)?;
+        let now = self.clock.unix_now();
+        if let Some(decided) = self.decide_cached(&parsed, username, now) {
             return decided;
         }
-        let parsed = self.format.parse(token)?;
         let id = parsed.id;
         let hash = parsed.secret_hash();
-        let now = self.clock.unix_now();
         let mut reloaded = false;
         loop {
-            let live = self.lookup(&id, now).await.inspect_err(|e| {
+            // Boxed so the (large) cache and store futures are not part of every request's
+            // future.
+            let live = Box::pin(self.cold_lookup(&id)).await.inspect_err(|e| {
                 tracing::debug!(token_id = %id, error = %e, "token refused");
             })?;
             match self.decide(&live, &hash, username, now) {
@@ -739,6 +718,43 @@ impl Inner {
                 Decision::Refuse(reason) => return Err(self.refuse(&id, reason)),
                 Decision::Accept => return Ok(self.accept(live, now)),
             }
+        }
+    }
+
+    /// Checks the token's format, having started the read of its hot-table line first.
+    fn parse<'t>(&self, token: &'t str) -> Result<ParsedToken<'t>, AuthError> {
+        if let Some(id) = self.format.peek_id(token) {
+            self.hot.touch(&id);
+        }
+        self.format.parse(token).map_err(|e| {
+            tracing::debug!(error = %e, "refused a malformed token");
+            e.into()
+        })
+    }
+
+    /// The decision from the hot table, if it holds a fresh entry for the token: younger
+    /// than the cache TTL and loaded after the last invalidation of its id. The secret is
+    /// hashed inside the lookup, overlapping the entry's first read; the entry is cloned
+    /// only when the token is accepted.
+    fn decide_cached(
+        self: &Arc<Self>,
+        parsed: &ParsedToken<'_>,
+        username: Option<&str>,
+        now: i64,
+    ) -> Option<Result<Principal, AuthError>> {
+        let epoch = self.stripe_epoch(&parsed.id);
+        let found = self.hot.find(&parsed.id, |live| {
+            if live.loaded_epoch < epoch || now.saturating_sub(live.loaded_at) >= self.hot_ttl {
+                return None; // stale: the cold path reloads it
+            }
+            let decision = self.decide(live, &parsed.secret_hash(), username, now);
+            let keep = matches!(decision, Decision::Accept).then(|| live.clone());
+            Some((decision, keep))
+        });
+        match found.flatten()? {
+            (Decision::Accept, Some(live)) => Some(Ok(self.accept(live, now))),
+            (Decision::Refuse(reason), _) => Some(Err(self.refuse(&parsed.id, reason))),
+            _ => None,
         }
     }
 
@@ -775,23 +791,6 @@ impl Inner {
         tracing::trace!(token_id = %live.id(), owner = %live.principal.owner, "token accepted");
         let expires_at = live.expires_at();
         Principal::new(live, expires_at)
-    }
-
-    async fn lookup(self: &Arc<Self>, id: &TokenId, now: i64) -> Result<Arc<Live>, AuthError> {
-        match self.hot_lookup(id, now) {
-            Some(live) => Ok(live),
-            // Boxed so the (large) cache and store futures are not part of every request's
-            // future, which the layer boxes and moves.
-            None => Box::pin(self.cold_lookup(id)).await,
-        }
-    }
-
-    /// The hot path: one lock-free table read, no await.
-    fn hot_lookup(&self, id: &TokenId, now: i64) -> Option<Arc<Live>> {
-        self.hot.get(id).filter(|live| {
-            live.loaded_epoch >= self.stripe_epoch(id)
-                && now.saturating_sub(live.loaded_at) < self.hot_ttl
-        })
     }
 
     async fn cold_lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<Live>, AuthError> {

@@ -79,20 +79,6 @@ impl<T: Keyed> HotTable<T> {
         None
     }
 
-    /// The entry for `id`, if held.
-    pub(crate) fn get(&self, id: &TokenId) -> Option<Arc<T>> {
-        let (set, tag) = self.locate(id);
-        for (t, slot) in set.tags.iter().zip(&set.slots) {
-            if t.load(Ordering::Relaxed) == tag {
-                let guard = slot.load();
-                if let Some(entry) = guard.as_ref().filter(|e| e.key() == id) {
-                    return Some(entry.clone());
-                }
-            }
-        }
-        None
-    }
-
     /// Holds `entry` (replacing an older entry for the same id, else an empty way, else
     /// a way chosen by the id's hash).
     pub(crate) fn put(&self, entry: Arc<T>) {
@@ -162,15 +148,15 @@ mod tests {
         let held = ids
             .iter()
             .enumerate()
-            .filter(|(i, id)| t.get(id).inspect(|e| assert_eq!(e.1, *i as u32)).is_some())
+            .filter(|(i, id)| t.find(id, |e| assert_eq!(e.1, *i as u32)).is_some())
             .count();
         assert!(held >= 16, "only {held} of 20 held");
         t.put(Arc::new(E(ids[0], 99)));
-        assert_eq!(t.get(&ids[0]).unwrap().1, 99);
+        assert_eq!(t.find(&ids[0], |e| e.1), Some(99));
         t.remove(&ids[0]);
-        assert!(t.get(&ids[0]).is_none());
+        assert!(t.find(&ids[0], |_| ()).is_none());
         t.clear();
-        assert!(ids.iter().all(|id| t.get(id).is_none()));
+        assert!(ids.iter().all(|id| t.find(id, |_| ()).is_none()));
     }
 
     #[test]
@@ -180,8 +166,11 @@ mod tests {
         for id in &ids {
             t.put(Arc::new(E(*id, 0)));
         }
-        let held = ids.iter().filter(|id| t.get(id).is_some()).count();
+        let held = ids.iter().filter(|id| t.find(id, |_| ()).is_some()).count();
         assert!((1..=4).contains(&held), "{held} held in a 4-way set");
-        assert!(t.get(&ids[9]).is_some(), "the newest entry is held");
+        assert!(
+            t.find(&ids[9], |_| ()).is_some(),
+            "the newest entry is held"
+        );
     }
 }

@@ -10,8 +10,8 @@ use tower_service::Service;
 
 use crate::authenticator::Authenticator;
 use crate::credentials::{
-    decode_basic_in, parse_authorization, parse_authorization_raw, query_has_token, Credentials,
-    CredentialsError, ParseOptions, RawCredentials,
+    decode_basic, decode_basic_in, parse_authorization_raw, query_has_token, CredentialsError,
+    ParseOptions, RawCredentials,
 };
 use crate::principal::Principal;
 use crate::rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, RejectionKind};
@@ -160,33 +160,25 @@ impl<S> PatService<S> {
     }
 }
 
-/// The request's credentials, or the rejection for a request that carries none usable.
-fn credentials<'h>(
+/// The request's credentials, Basic still encoded, or the rejection for a request that
+/// carries none usable. Shared by the decision made at once and the full one.
+fn raw_credentials<'h>(
     config: &Config,
     headers: &'h http::HeaderMap,
     uri: &http::Uri,
-) -> Result<Credentials<'h>, Rejection> {
-    let challenge = || config.challenge.clone();
+) -> Result<RawCredentials<'h>, Rejection> {
     if query_has_token(uri.query()) {
-        return Err(Rejection::from_credentials_error(
-            CredentialsError::QueryToken,
-            challenge(),
-        ));
+        return Err(malformed(config, CredentialsError::QueryToken));
     }
-    parse_authorization(headers, &config.options)
-        .map_err(|e| {
-            tracing::debug!(error = %e, "malformed Authorization header");
-            Rejection::from_credentials_error(e, challenge())
-        })?
-        .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, challenge()))
+    parse_authorization_raw(headers, &config.options)
+        .map_err(|e| malformed(config, e))?
+        .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, config.challenge.clone()))
 }
 
-/// `(username, token)` of credentials.
-fn parts<'c>(creds: &'c Credentials<'_>) -> (Option<&'c str>, &'c str) {
-    match creds {
-        Credentials::Bearer(token) => (None, token),
-        Credentials::Basic { username, password } => (Some(username), password.expose()),
-    }
+/// The 400 for a malformed `Authorization` header (or a token in the query).
+fn malformed(config: &Config, e: CredentialsError) -> Rejection {
+    tracing::debug!(error = %e, "malformed Authorization header");
+    Rejection::from_credentials_error(e, config.challenge.clone())
 }
 
 /// The decision, if it can be made now, from memory: no await, no allocation (Basic is
@@ -198,27 +190,10 @@ fn authorize_now(
     uri: &http::Uri,
     client: Option<&str>,
 ) -> Option<Result<Principal, Rejection>> {
-    let reject = |e: CredentialsError| {
-        tracing::debug!(error = %e, "malformed Authorization header");
-        Some(Err(Rejection::from_credentials_error(
-            e,
-            config.challenge.clone(),
-        )))
-    };
-    if query_has_token(uri.query()) {
-        return reject(CredentialsError::QueryToken);
-    }
-    let decided = match parse_authorization_raw(headers, &config.options) {
-        Err(e) => return reject(e),
-        Ok(None) => {
-            let challenge = config.challenge.clone();
-            return Some(Err(Rejection::new(
-                RejectionKind::MissingCredentials,
-                challenge,
-            )));
-        }
-        Ok(Some(RawCredentials::Bearer(token))) => auth.check_cached_from(client, None, token),
-        Ok(Some(RawCredentials::Basic(encoded))) => {
+    let decided = match raw_credentials(config, headers, uri) {
+        Err(rejection) => return Some(Err(rejection)),
+        Ok(RawCredentials::Bearer(token)) => auth.check_cached_from(client, None, token),
+        Ok(RawCredentials::Basic(encoded)) => {
             // Room for any usual `user:token`; longer ones take the full path. Small, since
             // it is zeroed before and after use on every request.
             let mut buf = [0u8; 512];
@@ -233,7 +208,7 @@ fn authorize_now(
             buf[..written].fill(0);
             std::hint::black_box(&buf);
             match outcome {
-                Err(e) => return reject(e),
+                Err(e) => return Some(Err(malformed(config, e))),
                 // Not decidable from memory, or longer than the buffer: the full path
                 // decodes on the heap.
                 Ok(decided) => decided,
@@ -251,11 +226,15 @@ async fn authorize(
     uri: &http::Uri,
     client: Option<&str>,
 ) -> Result<Principal, Rejection> {
-    let creds = credentials(config, headers, uri)?;
-    let (username, token) = parts(&creds);
-    auth.check_from(client, username, token)
-        .await
-        .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()))
+    let result = match raw_credentials(config, headers, uri)? {
+        RawCredentials::Bearer(token) => auth.check_from(client, None, token).await,
+        RawCredentials::Basic(encoded) => {
+            let (username, password) = decode_basic(encoded).map_err(|e| malformed(config, e))?;
+            auth.check_from(client, Some(&username), password.expose())
+                .await
+        }
+    };
+    result.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()))
 }
 
 /// Room for an IP address as text (the longest IPv6 form is 45 bytes).
