@@ -112,31 +112,40 @@ fn contains(d: Dialect, col: &str, n: usize) -> String {
     }
 }
 
-/// The columns a record is read from, in [`decode_row!`] order.
+/// The columns a record is read from, in [`flat_from_row!`] order.
 pub(crate) const COLUMNS: &str = "id, owner, name, scopes, expiry, expires_at, active, created, \
      modified, last_used, secret_hash, previous_hash, previous_valid_until";
 
-/// Reads a [`Flat`] from a sqlx row of either engine.
+/// A [`Flat`](crate::store::codec::Flat) from a row of [`COLUMNS`], read by index with
+/// `$row.$get(i)?` (sqlx's `try_get`, rusqlite's `get`): one column order for every driver.
+macro_rules! flat_from_row {
+    ($row:expr, $get:ident) => {
+        $crate::store::codec::Flat {
+            id: $row.$get(0)?,
+            owner: $row.$get(1)?,
+            name: $row.$get(2)?,
+            scopes: $row.$get(3)?,
+            expiry: $row.$get(4)?,
+            expires_at: $row.$get(5)?,
+            active: $row.$get(6)?,
+            created: $row.$get(7)?,
+            modified: $row.$get(8)?,
+            last_used: $row.$get(9)?,
+            secret_hash: $row.$get(10)?,
+            previous_hash: $row.$get(11)?,
+            previous_valid_until: $row.$get(12)?,
+        }
+    };
+}
+pub(crate) use flat_from_row;
+
+/// Reads a [`Flat`](crate::store::codec::Flat) from a sqlx row of either engine.
 macro_rules! decode_row {
     ($row:expr) => {{
         use sqlx::Row as _;
         let row = $row;
         (|| -> Result<$crate::store::codec::Flat, sqlx::Error> {
-            Ok($crate::store::codec::Flat {
-                id: row.try_get("id")?,
-                owner: row.try_get("owner")?,
-                name: row.try_get("name")?,
-                scopes: row.try_get("scopes")?,
-                expiry: row.try_get("expiry")?,
-                expires_at: row.try_get("expires_at")?,
-                active: row.try_get("active")?,
-                created: row.try_get("created")?,
-                modified: row.try_get("modified")?,
-                last_used: row.try_get("last_used")?,
-                secret_hash: row.try_get("secret_hash")?,
-                previous_hash: row.try_get("previous_hash")?,
-                previous_valid_until: row.try_get("previous_valid_until")?,
-            })
+            Ok($crate::store::sql::flat_from_row!(row, try_get))
         })()
         .map_err(|e| $crate::store::StoreError::Invalid(format!("cannot read a token row: {e}")))
     }};

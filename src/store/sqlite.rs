@@ -103,23 +103,7 @@ impl Readers {
         };
         let flat = conn
             .prepare_cached(&sql::statements(D).get)?
-            .query_row([id.as_str()], |r| {
-                Ok(Flat {
-                    id: r.get(0)?,
-                    owner: r.get(1)?,
-                    name: r.get(2)?,
-                    scopes: r.get(3)?,
-                    expiry: r.get(4)?,
-                    expires_at: r.get(5)?,
-                    active: r.get(6)?,
-                    created: r.get(7)?,
-                    modified: r.get(8)?,
-                    last_used: r.get(9)?,
-                    secret_hash: r.get(10)?,
-                    previous_hash: r.get(11)?,
-                    previous_valid_until: r.get(12)?,
-                })
-            })
+            .query_row([id.as_str()], |r| Ok(sql::flat_from_row!(r, get)))
             .optional()?;
         // Only a connection that just worked goes back to the pool.
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
