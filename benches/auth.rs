@@ -133,13 +133,16 @@ fn cached(c: &mut Criterion) {
         })
         .collect();
     let mut g = c.benchmark_group("validate");
+    let floor = |i: usize| {
+        let d: [u8; 32] = Sha256::digest(secrets[i].as_bytes()).into();
+        let hit = table.get(&d).map(|(h, id)| (bool::from(h.ct_eq(&d)), *id));
+        black_box(hit);
+    };
     g.bench_function("floor", |b| {
         let mut i = 0usize;
         b.iter(|| {
             i = (i + 1) % N;
-            let d: [u8; 32] = Sha256::digest(secrets[i].as_bytes()).into();
-            let hit = table.get(&d).map(|(h, id)| (bool::from(h.ct_eq(&d)), *id));
-            black_box(hit)
+            floor(i)
         })
     });
     // Like for like with the floor: the Authenticator given the token string.
@@ -210,6 +213,7 @@ fn cached(c: &mut Criterion) {
         })
     });
     g.finish();
+    paired_ratio(&s, floor);
     for name in [
         "floor",
         "cached_bearer",
@@ -309,6 +313,55 @@ fn uncached(c: &mut Criterion) {
         println!("uncached_lookup/{name}: p50 {p50:.1} µs, p99 {p99:.1} µs (each call timed)");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `cached_bearer` ÷ `floor` measured in alternating batches (floor, cached, cached,
+/// floor, …), each batch over the next 2,000 of the 100,000 tokens (the two half the
+/// tokens apart): the median of the per-batch ratios, which the drift of a noisy machine
+/// moves far less than two criterion medians taken seconds apart.
+fn paired_ratio(s: &Setup, floor: impl Fn(usize)) {
+    const BATCH: usize = 2_000;
+    const ROUNDS: usize = 301;
+    // Half the tokens apart, so that neither batch warms the other's tokens.
+    let (mut fi, mut ci) = (0usize, N / 2);
+    let mut time_floor = || {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            fi = (fi + 1) % N;
+            floor(fi);
+        }
+        start.elapsed().as_secs_f64()
+    };
+    let mut time_cached = || {
+        let start = Instant::now();
+        s.rt.block_on(async {
+            for _ in 0..BATCH {
+                ci = (ci + 1) % N;
+                black_box(s.auth.authenticate(&s.tokens[ci]).await.unwrap());
+            }
+        });
+        start.elapsed().as_secs_f64()
+    };
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|round| {
+            let (f, c) = if round % 2 == 0 {
+                let f = time_floor();
+                (f, time_cached())
+            } else {
+                let c = time_cached();
+                (time_floor(), c)
+            };
+            c / f
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
+    println!(
+        "paired cached_bearer/floor: median {:.2} (quartiles {:.2}–{:.2}, {ROUNDS} alternating batches of {BATCH})",
+        at(0.5),
+        at(0.25),
+        at(0.75)
+    );
 }
 
 /// p50 and p99 in µs of single `store.get` calls, each timed on its own (criterion's

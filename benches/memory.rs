@@ -5,7 +5,9 @@
 //!
 //! `PAT_BENCH_MEMORY=moka cargo bench --bench memory` measures, the same way, a bare moka
 //! cache configured as the Authenticator's (same key type, TTL, hasher), holding an
-//! `Arc<u64>` per entry: the share of the figure that is moka's own.
+//! `Arc<u64>` per entry: the share of the figure that is moka's own. With
+//! `PAT_BENCH_MOKA_TTL=0` that cache has no time-to-live (no write-order queue), which is
+//! the least moka keeps per entry.
 
 use std::sync::Arc;
 
@@ -29,11 +31,12 @@ fn bare_moka(n: usize) {
         .build()
         .unwrap();
     let ids: Vec<tower_pat::TokenId> = (0..n).map(|_| tower_pat::TokenId::generate()).collect();
+    let mut builder = moka::future::Cache::builder().max_capacity(n as u64 + 1);
+    if std::env::var("PAT_BENCH_MOKA_TTL").as_deref() != Ok("0") {
+        builder = builder.time_to_live(std::time::Duration::from_secs(30));
+    }
     let cache: moka::future::Cache<tower_pat::TokenId, Arc<u64>, foldhash::fast::RandomState> =
-        moka::future::Cache::builder()
-            .max_capacity(n as u64 + 1)
-            .time_to_live(std::time::Duration::from_secs(30))
-            .build_with_hasher(Default::default());
+        builder.build_with_hasher(Default::default());
     let before = rss_bytes();
     rt.block_on(async {
         for (i, id) in ids.iter().enumerate() {

@@ -513,7 +513,9 @@ impl Authenticator {
 
     /// Checks a token from `Authorization: Bearer`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.inner.check(token, None).await
+        self.inner
+            .check(token, None, self.inner.clock.unix_now())
+            .await
     }
 
     /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
@@ -524,7 +526,9 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        self.inner.check(password, Some(username)).await
+        self.inner
+            .check(password, Some(username), self.inner.clock.unix_now())
+            .await
     }
 
     /// [`authenticate`](Self::authenticate) for a known client (its IP address): refused
@@ -558,15 +562,17 @@ impl Authenticator {
         username: Option<&str>,
         token: &str,
     ) -> Option<Result<Principal, AuthError>> {
+        // The clock first: reading it waits for earlier loads (it fences), so it must not
+        // come after the hot-table line has been asked for.
+        let now = self.inner.clock.unix_now();
         let Some(client) = client else {
-            return self.inner.check_cached(token, username);
+            return self.inner.check_cached(token, username, now);
         };
         let keys = Keys { client, username };
-        let now = self.inner.clock.unix_now();
         if let Err(locked) = self.inner.locked_out(keys, now) {
             return Some(Err(locked));
         }
-        let result = self.inner.check_cached(token, username)?;
+        let result = self.inner.check_cached(token, username, now)?;
         self.inner.count_attempt(keys, now, &result);
         Some(result)
     }
@@ -579,13 +585,13 @@ impl Authenticator {
         username: Option<&str>,
         token: &str,
     ) -> Result<Principal, AuthError> {
+        let now = self.inner.clock.unix_now();
         let Some(client) = client else {
-            return self.inner.check(token, username).await;
+            return self.inner.check(token, username, now).await;
         };
         let keys = Keys { client, username };
-        let now = self.inner.clock.unix_now();
         self.inner.locked_out(keys, now)?;
-        let result = self.inner.check(token, username).await;
+        let result = self.inner.check(token, username, now).await;
         self.inner.count_attempt(keys, now, &result);
         result
     }
@@ -682,9 +688,10 @@ impl Inner {
         self: &Arc<Self>,
         token: &str,
         username: Option<&str>,
+        now: i64,
     ) -> Option<Result<Principal, AuthError>> {
         match self.parse(token) {
-            Ok(parsed) => self.decide_cached(&parsed, username, self.clock.unix_now()),
+            Ok(parsed) => self.decide_cached(&parsed, &parsed.secret_hash(), username, now),
             Err(e) => Some(Err(e)),
         }
     }
@@ -693,14 +700,14 @@ impl Inner {
         self: &Arc<Self>,
         token: &str,
         username: Option<&str>,
+        now: i64,
     ) -> Result<Principal, AuthError> {
         let parsed = self.parse(token)?;
-        let now = self.clock.unix_now();
-        if let Some(decided) = self.decide_cached(&parsed, username, now) {
+        let hash = parsed.secret_hash();
+        if let Some(decided) = self.decide_cached(&parsed, &hash, username, now) {
             return decided;
         }
         let id = parsed.id;
-        let hash = parsed.secret_hash();
         let mut reloaded = false;
         loop {
             // Boxed so the (large) cache and store futures are not part of every request's
@@ -733,12 +740,13 @@ impl Inner {
     }
 
     /// The decision from the hot table, if it holds a fresh entry for the token: younger
-    /// than the cache TTL and loaded after the last invalidation of its id. The secret is
-    /// hashed inside the lookup, overlapping the entry's first read; the entry is cloned
-    /// only when the token is accepted.
+    /// than the cache TTL and loaded after the last invalidation of its id. The caller
+    /// hashes the secret after [`parse`](Self::parse) asked for the table line, so the
+    /// hashing overlaps that read; the entry is cloned only when the token is accepted.
     fn decide_cached(
         self: &Arc<Self>,
         parsed: &ParsedToken<'_>,
+        hash: &SecretHash,
         username: Option<&str>,
         now: i64,
     ) -> Option<Result<Principal, AuthError>> {
@@ -747,7 +755,7 @@ impl Inner {
             if live.loaded_epoch < epoch || now.saturating_sub(live.loaded_at) >= self.hot_ttl {
                 return None; // stale: the cold path reloads it
             }
-            let decision = self.decide(live, &parsed.secret_hash(), username, now);
+            let decision = self.decide(live, hash, username, now);
             let keep = matches!(decision, Decision::Accept).then(|| live.clone());
             Some((decision, keep))
         });
