@@ -52,7 +52,9 @@
 //! | `redis` | no | the Redis store |
 //! | `admin` | yes | the `/personal-access-tokens` REST router with its OpenAPI document |
 //! | `cli` | no | the `pat` command line tool |
+//! | `prefetch` | no | a CPU prefetch hint on the cached path (x86_64): the crate's only `unsafe` code; without it the crate forbids `unsafe` |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(not(feature = "prefetch"), forbid(unsafe_code))]
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
