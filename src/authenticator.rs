@@ -237,6 +237,16 @@ enum Decision {
     Reload,
 }
 
+/// Where [`Authenticator::check_from`] starts looking.
+#[derive(Clone, Copy)]
+pub(crate) enum Lookup {
+    /// The hot table, then the cache and the store.
+    HotFirst,
+    /// The cache and the store: the caller has just found the hot table cannot decide
+    /// ([`Authenticator::check_cached_from`] answered `None`).
+    Cold,
+}
+
 enum Miss {
     /// Not in the store, as read at this invalidation epoch.
     Unknown(u64),
@@ -514,7 +524,7 @@ impl Authenticator {
     /// Checks a token from `Authorization: Bearer`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         self.inner
-            .check(token, None, self.inner.clock.unix_now())
+            .check(token, None, self.inner.clock.unix_now(), Lookup::HotFirst)
             .await
     }
 
@@ -527,7 +537,12 @@ impl Authenticator {
         password: &str,
     ) -> Result<Principal, AuthError> {
         self.inner
-            .check(password, Some(username), self.inner.clock.unix_now())
+            .check(
+                password,
+                Some(username),
+                self.inner.clock.unix_now(),
+                Lookup::HotFirst,
+            )
             .await
     }
 
@@ -539,7 +554,8 @@ impl Authenticator {
         client: &str,
         token: &str,
     ) -> Result<Principal, AuthError> {
-        self.check_from(Some(client), None, token).await
+        self.check_from(Some(client), None, token, Lookup::HotFirst)
+            .await
     }
 
     /// [`authenticate_basic`](Self::authenticate_basic) for a known client: failures count
@@ -550,7 +566,7 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        self.check_from(Some(client), Some(username), password)
+        self.check_from(Some(client), Some(username), password, Lookup::HotFirst)
             .await
     }
 
@@ -584,14 +600,15 @@ impl Authenticator {
         client: Option<&str>,
         username: Option<&str>,
         token: &str,
+        lookup: Lookup,
     ) -> Result<Principal, AuthError> {
         let now = self.inner.clock.unix_now();
         let Some(client) = client else {
-            return self.inner.check(token, username, now).await;
+            return self.inner.check(token, username, now, lookup).await;
         };
         let keys = Keys { client, username };
         self.inner.locked_out(keys, now)?;
-        let result = self.inner.check(token, username, now).await;
+        let result = self.inner.check(token, username, now, lookup).await;
         self.inner.count_attempt(keys, now, &result);
         result
     }
@@ -701,11 +718,14 @@ impl Inner {
         token: &str,
         username: Option<&str>,
         now: i64,
+        lookup: Lookup,
     ) -> Result<Principal, AuthError> {
         let parsed = self.parse(token)?;
         let hash = parsed.secret_hash();
-        if let Some(decided) = self.decide_cached(&parsed, &hash, username, now) {
-            return decided;
+        if let Lookup::HotFirst = lookup {
+            if let Some(decided) = self.decide_cached(&parsed, &hash, username, now) {
+                return decided;
+            }
         }
         let id = parsed.id;
         let mut reloaded = false;

@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::authenticator::Authenticator;
+use crate::authenticator::{Authenticator, Lookup};
 use crate::credentials::{
     decode_basic, decode_basic_in, parse_authorization_raw, query_has_token, CredentialsError,
     ParseOptions, RawCredentials,
@@ -218,7 +218,9 @@ fn authorize_now(
     Some(decided.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())))
 }
 
-/// The full decision, reading the cache and store as needed.
+/// The decision [`authorize_now`] could not make, from the cache and store: the hot table
+/// was just read (or, for a Basic credential too long for the stack buffer, is skipped:
+/// the cache answers instead).
 async fn authorize(
     auth: &Authenticator,
     config: &Config,
@@ -227,10 +229,10 @@ async fn authorize(
     client: Option<&str>,
 ) -> Result<Principal, Rejection> {
     let result = match raw_credentials(config, headers, uri)? {
-        RawCredentials::Bearer(token) => auth.check_from(client, None, token).await,
+        RawCredentials::Bearer(token) => auth.check_from(client, None, token, Lookup::Cold).await,
         RawCredentials::Basic(encoded) => {
             let (username, password) = decode_basic(encoded).map_err(|e| malformed(config, e))?;
-            auth.check_from(client, Some(&username), password.expose())
+            auth.check_from(client, Some(&username), password.expose(), Lookup::Cold)
                 .await
         }
     };
