@@ -237,6 +237,13 @@ enum Decision {
     Reload,
 }
 
+/// One check's time, and whom its result counts against (no one without a client).
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    keys: Option<Keys<'a>>,
+    now: i64,
+}
+
 /// Where [`Authenticator::check_from`] starts looking.
 #[derive(Clone, Copy)]
 pub(crate) enum Lookup {
@@ -523,9 +530,7 @@ impl Authenticator {
 
     /// Checks a token from `Authorization: Bearer`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.inner
-            .check(token, None, self.inner.clock.unix_now(), Lookup::HotFirst)
-            .await
+        self.check_from(None, None, token, Lookup::HotFirst).await
     }
 
     /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
@@ -536,13 +541,7 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        self.inner
-            .check(
-                password,
-                Some(username),
-                self.inner.clock.unix_now(),
-                Lookup::HotFirst,
-            )
+        self.check_from(None, Some(username), password, Lookup::HotFirst)
             .await
     }
 
@@ -578,18 +577,12 @@ impl Authenticator {
         username: Option<&str>,
         token: &str,
     ) -> Option<Result<Principal, AuthError>> {
-        // The clock first: reading it waits for earlier loads (it fences), so it must not
-        // come after the hot-table line has been asked for.
-        let now = self.inner.clock.unix_now();
-        let Some(client) = client else {
-            return self.inner.check_cached(token, username, now);
+        let attempt = match self.inner.attempt(client, username) {
+            Ok(attempt) => attempt,
+            Err(locked) => return Some(Err(locked)),
         };
-        let keys = Keys { client, username };
-        if let Err(locked) = self.inner.locked_out(keys, now) {
-            return Some(Err(locked));
-        }
-        let result = self.inner.check_cached(token, username, now)?;
-        self.inner.count_attempt(keys, now, &result);
+        let result = self.inner.check_cached(token, username, attempt.now)?;
+        self.inner.count_attempt(attempt, &result);
         Some(result)
     }
 
@@ -602,14 +595,9 @@ impl Authenticator {
         token: &str,
         lookup: Lookup,
     ) -> Result<Principal, AuthError> {
-        let now = self.inner.clock.unix_now();
-        let Some(client) = client else {
-            return self.inner.check(token, username, now, lookup).await;
-        };
-        let keys = Keys { client, username };
-        self.inner.locked_out(keys, now)?;
-        let result = self.inner.check(token, username, now, lookup).await;
-        self.inner.count_attempt(keys, now, &result);
+        let attempt = self.inner.attempt(client, username)?;
+        let result = self.inner.check(token, username, attempt.now, lookup).await;
+        self.inner.count_attempt(attempt, &result);
         result
     }
 
@@ -682,18 +670,34 @@ impl Inner {
         self.dirty.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn locked_out(&self, keys: Keys<'_>, now: i64) -> Result<(), AuthError> {
-        self.limiter.check(keys, now).map_err(|retry_after| {
-            tracing::debug!(retry_after = ?retry_after, "client locked out after failed attempts");
-            AuthError::TooManyAttempts { retry_after }
-        })
+    /// Starts an attempt: reads the clock and, for a known `client`, refuses it while the
+    /// limiter locks it out. The clock comes first in every check: reading it waits for
+    /// earlier loads (it fences), so it must not follow the request for the hot-table line.
+    fn attempt<'a>(
+        &self,
+        client: Option<&'a str>,
+        username: Option<&'a str>,
+    ) -> Result<Attempt<'a>, AuthError> {
+        let now = self.clock.unix_now();
+        let keys = client.map(|client| Keys { client, username });
+        if let Some(keys) = keys {
+            self.limiter.check(keys, now).map_err(|retry_after| {
+                tracing::debug!(retry_after = ?retry_after, "client locked out after failed attempts");
+                AuthError::TooManyAttempts { retry_after }
+            })?;
+        }
+        Ok(Attempt { keys, now })
     }
 
-    /// Store failures count for nobody: the client did nothing wrong.
-    fn count_attempt(&self, keys: Keys<'_>, now: i64, result: &Result<Principal, AuthError>) {
+    /// Counts an attempt's result for its client. Store failures count for nobody: the
+    /// client did nothing wrong.
+    fn count_attempt(&self, attempt: Attempt<'_>, result: &Result<Principal, AuthError>) {
+        let Some(keys) = attempt.keys else { return };
         match result {
             Ok(_) => self.limiter.success(keys),
-            Err(AuthError::Invalid(_) | AuthError::Malformed(_)) => self.limiter.failure(keys, now),
+            Err(AuthError::Invalid(_) | AuthError::Malformed(_)) => {
+                self.limiter.failure(keys, attempt.now)
+            }
             Err(_) => {}
         }
     }
