@@ -146,15 +146,14 @@ fn cached(c: &mut Criterion) {
         })
     });
     // Like for like with the floor: the Authenticator given the token string.
+    let cached_bearer = |i: usize| {
+        let (t, auth) = (&s.tokens[i % N], &s.auth);
+        async move {
+            black_box(auth.authenticate(t).await.unwrap());
+        }
+    };
     g.bench_function("cached_bearer", |b| {
-        b.iter_custom(|iters| {
-            timed(&s.rt, iters, |i| {
-                let (t, auth) = (&s.tokens[i % N], &s.auth);
-                async move {
-                    black_box(auth.authenticate(t).await.unwrap());
-                }
-            })
-        })
+        b.iter_custom(|iters| timed(&s.rt, iters, cached_bearer))
     });
     // The same from a request's header map: also parses `Authorization`.
     let opts = ParseOptions::default();
@@ -213,7 +212,7 @@ fn cached(c: &mut Criterion) {
         })
     });
     g.finish();
-    paired_ratio(&s, floor);
+    paired_ratio(&s.rt, floor, cached_bearer);
     for name in [
         "floor",
         "cached_bearer",
@@ -319,7 +318,11 @@ fn uncached(c: &mut Criterion) {
 /// floor, …), each batch over the next 2,000 of the 100,000 tokens (the two half the
 /// tokens apart): the median of the per-batch ratios, which the drift of a noisy machine
 /// moves far less than two criterion medians taken seconds apart.
-fn paired_ratio(s: &Setup, floor: impl Fn(usize)) {
+fn paired_ratio<F: std::future::Future<Output = ()>>(
+    rt: &tokio::runtime::Runtime,
+    floor: impl Fn(usize),
+    cached_bearer: impl Fn(usize) -> F,
+) {
     const BATCH: usize = 2_000;
     const ROUNDS: usize = 301;
     // Half the tokens apart, so that neither batch warms the other's tokens.
@@ -333,14 +336,9 @@ fn paired_ratio(s: &Setup, floor: impl Fn(usize)) {
         start.elapsed().as_secs_f64()
     };
     let mut time_cached = || {
-        let start = Instant::now();
-        s.rt.block_on(async {
-            for _ in 0..BATCH {
-                ci = (ci + 1) % N;
-                black_box(s.auth.authenticate(&s.tokens[ci]).await.unwrap());
-            }
-        });
-        start.elapsed().as_secs_f64()
+        let from = ci;
+        ci = (ci + BATCH) % N;
+        timed(rt, BATCH as u64, |i| cached_bearer(from + i)).as_secs_f64()
     };
     let (mut ratios, mut floors, mut cacheds) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
@@ -357,7 +355,7 @@ fn paired_ratio(s: &Setup, floor: impl Fn(usize)) {
     }
     let at = |v: &mut Vec<f64>, q: f64| {
         v.sort_by(f64::total_cmp);
-        v[((v.len() - 1) as f64 * q) as usize]
+        quantile(v, q)
     };
     println!(
         "paired cached_bearer/floor: median {:.2} (quartiles {:.2}–{:.2}, {ROUNDS} alternating batches of {BATCH}; per call: floor {:.1} ns, cached_bearer {:.1} ns)",
@@ -367,6 +365,11 @@ fn paired_ratio(s: &Setup, floor: impl Fn(usize)) {
         at(&mut floors, 0.5),
         at(&mut cacheds, 0.5),
     );
+}
+
+/// The `q` quantile (0 to 1) of sorted, non-empty `v`.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    v[((v.len() - 1) as f64 * q) as usize]
 }
 
 /// p50 and p99 in µs of single `store.get` calls, each timed on its own (criterion's
@@ -386,7 +389,7 @@ fn per_call_latency(
         v
     });
     times.sort_by(f64::total_cmp);
-    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    let at = |q: f64| quantile(&times, q);
     (at(0.50), at(0.99))
 }
 
