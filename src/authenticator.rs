@@ -569,6 +569,11 @@ impl Authenticator {
             .await
     }
 
+    /// Whether failed attempts are limited per client (else the client is not needed).
+    pub(crate) fn limits_attempts(&self) -> bool {
+        self.inner.limiter.is_enabled()
+    }
+
     /// The decision of the `authenticate*` methods, if it can be made from memory alone:
     /// no await, no allocation. `None`: ask [`check_from`](Self::check_from).
     pub(crate) fn check_cached_from(

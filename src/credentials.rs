@@ -20,7 +20,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use crate::token::Secret;
 
@@ -101,8 +101,8 @@ pub enum CredentialsError {
     QueryToken,
 }
 
-fn is_b64token(s: &str) -> bool {
-    let bytes = s.as_bytes();
+/// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(bytes: &[u8]) -> bool {
     let end = bytes.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
     let body = &bytes[..end];
     // No early exit, so the loop compiles to vector compares.
@@ -146,6 +146,7 @@ pub fn parse_authorization<'a>(
 }
 
 /// Checked credentials before any decoding: Basic still in base64.
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RawCredentials<'a> {
     Bearer(&'a str),
     Basic(&'a str),
@@ -157,22 +158,55 @@ pub(crate) fn parse_authorization_raw<'a>(
     options: &ParseOptions,
 ) -> Result<Option<RawCredentials<'a>>, CredentialsError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    parse_authorization_value(values.next(), values.next().is_some(), options)
+}
+
+/// [`parse_authorization_raw`] of a request whose (first) `Authorization` value is
+/// `value`, `more` telling whether it has another.
+pub(crate) fn parse_authorization_value<'a>(
+    value: Option<&'a HeaderValue>,
+    more: bool,
+    options: &ParseOptions,
+) -> Result<Option<RawCredentials<'a>>, CredentialsError> {
+    let Some(value) = value else {
         return Ok(None);
     };
-    if values.next().is_some() {
+    if more {
         return Err(CredentialsError::MultipleHeaders);
     }
-    if value.len() > options.max_len {
+    let bytes = value.as_bytes();
+    if bytes.len() > options.max_len {
         return Err(CredentialsError::TooLong);
     }
+    // The usual request, `Bearer <token68>`, in one pass over the credential: a token68
+    // is visible ASCII, and so is the rest, so the checks below would all pass. Anything
+    // else takes them, in order, for the right error.
+    if options.bearer
+        && bytes.len() > BEARER.len()
+        && bytes[..BEARER.len()].eq_ignore_ascii_case(BEARER)
+    {
+        let rest = &bytes[BEARER.len()..];
+        let credential = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+        if is_b64token(credential) {
+            if let Ok(token) = std::str::from_utf8(credential) {
+                return Ok(Some(RawCredentials::Bearer(token)));
+            }
+        }
+    }
+    parse_checked(bytes, options)
+}
+
+/// Every check, in order: visible ASCII, scheme, credential syntax.
+fn parse_checked<'a>(
+    bytes: &'a [u8],
+    options: &ParseOptions,
+) -> Result<Option<RawCredentials<'a>>, CredentialsError> {
     // Visible ASCII and spaces only (no tabs), in one pass without early exit (vectorized);
     // then the bytes are ASCII, so UTF-8.
-    let visible = value
-        .as_bytes()
+    let visible = bytes
         .iter()
         .fold(true, |ok, &b| ok & (b' '..=b'~').contains(&b));
-    let value = std::str::from_utf8(value.as_bytes())
+    let value = std::str::from_utf8(bytes)
         .ok()
         .filter(|_| visible)
         .ok_or(CredentialsError::InvalidCharacters)?;
@@ -189,7 +223,7 @@ pub(crate) fn parse_authorization_raw<'a>(
         if !options.bearer {
             return Ok(None);
         }
-        if !is_b64token(credential) {
+        if !is_b64token(credential.as_bytes()) {
             return Err(CredentialsError::Syntax);
         }
         return Ok(Some(RawCredentials::Bearer(credential)));
@@ -205,6 +239,9 @@ pub(crate) fn parse_authorization_raw<'a>(
     }
     Ok(None)
 }
+
+/// `Bearer` and the space after it (the scheme in any case).
+const BEARER: &[u8] = b"bearer ";
 
 /// Decodes a Basic credential (`base64(user:password)`), splitting on the first colon.
 pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsError> {
@@ -257,6 +294,29 @@ fn basic_colon(text: &str) -> Result<usize, CredentialsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The one-pass `Bearer` path gives what all the checks in order give.
+        #[test]
+        fn bearer_fast_path_agrees_with_every_check(
+            scheme in proptest::sample::select(vec!["Bearer ", "bearer  ", "BEARER ", "Bearer", "Bearer\t", "Bearerx ", "Basic ", " Bearer ", ""]),
+            lead in "[ \\t]{0,3}",
+            token in "[A-Za-z0-9._~+/\\-]{0,40}={0,2}",
+            tail in "|[ \\t\\u{0}\\u{7f}\\u{80}-\\u{ff}é=A-Za-z]{1,5}",
+            bearer in proptest::bool::ANY,
+            max_len in 0usize..80,
+        ) {
+            let text = format!("{scheme}{lead}{token}{tail}");
+            let Ok(value) = HeaderValue::from_bytes(text.as_bytes()) else { return Ok(()) };
+            let options = ParseOptions { bearer, basic: true, max_len };
+            let checked = if value.len() > max_len {
+                Err(CredentialsError::TooLong)
+            } else {
+                parse_checked(value.as_bytes(), &options)
+            };
+            proptest::prop_assert_eq!(parse_authorization_value(Some(&value), false, &options), checked);
+        }
+    }
 
     #[test]
     fn decoding_in_place_agrees_with_decode_basic() {

@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use crate::authenticator::{Authenticator, Lookup};
 use crate::credentials::{
-    decode_basic, decode_basic_in, parse_authorization_raw, query_has_token, CredentialsError,
+    decode_basic, decode_basic_in, parse_authorization_value, query_has_token, CredentialsError,
     ParseOptions, RawCredentials,
 };
 use crate::principal::Principal;
@@ -164,15 +164,34 @@ impl<S> PatService<S> {
 /// carries none usable. Shared by the decision made at once and the full one.
 fn raw_credentials<'h>(
     config: &Config,
-    headers: &'h http::HeaderMap,
-    uri: &http::Uri,
+    header: Header<'h>,
 ) -> Result<RawCredentials<'h>, Rejection> {
-    if query_has_token(uri.query()) {
+    if header.query_token {
         return Err(malformed(config, CredentialsError::QueryToken));
     }
-    parse_authorization_raw(headers, &config.options)
+    parse_authorization_value(header.value, header.more, &config.options)
         .map_err(|e| malformed(config, e))?
         .ok_or_else(|| Rejection::new(RejectionKind::MissingCredentials, config.challenge.clone()))
+}
+
+/// What the decision reads of a request: its (first) `Authorization` value, whether it
+/// has more, and whether its query carries a token.
+#[derive(Clone, Copy)]
+struct Header<'h> {
+    value: Option<&'h http::HeaderValue>,
+    more: bool,
+    query_token: bool,
+}
+
+impl<'h> Header<'h> {
+    fn of(headers: &'h http::HeaderMap, uri: &http::Uri) -> Self {
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        Self {
+            value: values.next(),
+            more: values.next().is_some(),
+            query_token: query_has_token(uri.query()),
+        }
+    }
 }
 
 /// The 400 for a malformed `Authorization` header (or a token in the query).
@@ -186,11 +205,10 @@ fn malformed(config: &Config, e: CredentialsError) -> Rejection {
 fn authorize_now(
     auth: &Authenticator,
     config: &Config,
-    headers: &http::HeaderMap,
-    uri: &http::Uri,
+    header: Header<'_>,
     client: Option<&str>,
 ) -> Option<Result<Principal, Rejection>> {
-    let decided = match raw_credentials(config, headers, uri) {
+    let decided = match raw_credentials(config, header) {
         Err(rejection) => return Some(Err(rejection)),
         Ok(RawCredentials::Bearer(token)) => auth.check_cached_from(client, None, token),
         Ok(RawCredentials::Basic(encoded)) => {
@@ -228,7 +246,7 @@ async fn authorize(
     uri: &http::Uri,
     client: Option<&str>,
 ) -> Result<Principal, Rejection> {
-    let result = match raw_credentials(config, headers, uri)? {
+    let result = match raw_credentials(config, Header::of(headers, uri))? {
         RawCredentials::Bearer(token) => auth.check_from(client, None, token, Lookup::Cold).await,
         RawCredentials::Basic(encoded) => {
             let (username, password) = decode_basic(encoded).map_err(|e| malformed(config, e))?;
@@ -278,23 +296,38 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // The header goes on to the inner service: keep it out of `Debug` (and so logs).
-        if let http::header::Entry::Occupied(mut e) =
-            req.headers_mut().entry(http::header::AUTHORIZATION)
-        {
-            e.iter_mut().for_each(|v| v.set_sensitive(true));
-        }
-        let mut buf: ClientText = [0; 48];
-        let client = client_key(req.extensions(), &mut buf);
         let shared = &*self.shared;
+        // The client's address matters only to the attempt limiter.
+        let mut buf: ClientText = [0; 48];
+        let client = if shared.auth.limits_attempts() {
+            client_key(req.extensions(), &mut buf)
+        } else {
+            None
+        };
+        let query_token = query_has_token(req.uri().query());
+        // One look-up of the header: mark it sensitive (it goes on to the inner service:
+        // keep it out of `Debug`, and so logs), then decide from it.
+        let decided = match req.headers_mut().entry(http::header::AUTHORIZATION) {
+            http::header::Entry::Occupied(mut e) => {
+                e.iter_mut().for_each(|v| v.set_sensitive(true));
+                let header = Header {
+                    value: Some(e.get()),
+                    more: e.iter().nth(1).is_some(),
+                    query_token,
+                };
+                authorize_now(&shared.auth, &shared.config, header, client)
+            }
+            http::header::Entry::Vacant(_) => {
+                let header = Header {
+                    value: None,
+                    more: false,
+                    query_token,
+                };
+                authorize_now(&shared.auth, &shared.config, header, client)
+            }
+        };
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
-        match authorize_now(
-            &shared.auth,
-            &shared.config,
-            req.headers(),
-            req.uri(),
-            client,
-        ) {
+        match decided {
             Some(Ok(principal)) => {
                 let principal = principal.with_challenge(shared.config.challenge.clone());
                 req.extensions_mut().insert(principal);
