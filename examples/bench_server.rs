@@ -8,7 +8,9 @@
 //! `pat-uncached` (every request goes to the memory store).
 //!
 //! At start it prints, one per line, `token: <value>` and `basic: <base64 user:token>`
-//! for a few valid tokens, then `listening: <addr>`.
+//! for a few valid tokens, then `listening: <addr>`. `bare` prints one well-formed token
+//! that nothing checks, so a load generator can send it the same requests as the `pat-*`
+//! modes (`benches/http.sh` measures `bare` both with and without them).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -60,7 +62,14 @@ fn args() -> Result<Args, String> {
 async fn run(a: Args) -> Result<(), String> {
     let hello = Router::new().route("/", get(|| async { "hello" }));
     let app = match a.mode.as_str() {
-        "bare" => hello,
+        "bare" => {
+            let t = tower_pat::TokenFormat::default().mint().token;
+            let t = t.expose();
+            println!("token: {t}");
+            let b = base64::engine::general_purpose::STANDARD.encode(format!("user0:{t}"));
+            println!("basic: {b}");
+            hello
+        }
         "tower-http-bearer" => {
             let token = "static-bench-token-0123456789";
             println!("token: {token}");
