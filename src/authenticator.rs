@@ -114,12 +114,11 @@ pub(crate) struct Live {
     expires_at: AtomicI64,
     last_used: AtomicI64,
     written_at: AtomicI64,
-    /// Sliding window in seconds; 0 for tokens that do not slide.
-    window: i64,
+    /// Sliding window in seconds (at most `u32::MAX`, 136 years); 0 for tokens that do
+    /// not slide.
+    window: u32,
     /// Seconds between write-behind writes.
-    interval: i64,
-    /// Sliding never passes this (`i64::MAX`: no cap).
-    not_after: i64,
+    interval: u32,
     /// The secret replaced by an in-place rotation and until when it is still accepted
     /// (rare: boxed, so other tokens pay one pointer).
     previous_secret: Option<Box<(SecretHash, i64)>>,
@@ -128,6 +127,10 @@ pub(crate) struct Live {
     dirty: AtomicBool,
     /// In [`Pending`]'s list (read and written only under its lock).
     listed: AtomicBool,
+    // Every validation reads the fields above: with the reference counts, the first 123
+    // bytes of the allocation.
+    /// Sliding never passes this (`i64::MAX`: no cap). Read only when sliding.
+    not_after: i64,
     pub(crate) principal: PrincipalData,
 }
 
@@ -172,14 +175,14 @@ impl Live {
     ) -> Self {
         let (window, not_after) = match record.expiry {
             Expiry::AutoRefresh { window, not_after } => (
-                secs(window).max(1),
+                u32::try_from(secs(window).max(1)).unwrap_or(u32::MAX),
                 not_after.map_or(i64::MAX, |t| t.unix_timestamp()),
             ),
             _ => (0, i64::MAX),
         };
         let interval = interval.unwrap_or_else(|| match window {
             0 => Duration::from_secs(60),
-            w => Duration::from_secs((w / 10).clamp(1, 60).unsigned_abs()),
+            w => Duration::from_secs(u64::from((w / 10).clamp(1, 60))),
         });
         let scopes = intern_scopes(record.scopes);
         Self {
@@ -198,7 +201,7 @@ impl Live {
             active: record.active,
             window,
             not_after,
-            interval: secs(interval),
+            interval: u32::try_from(secs(interval)).unwrap_or(u32::MAX),
             loaded_epoch,
             loaded_at: now,
             last_used: AtomicI64::new(record.last_used.map_or(NONE_I64, |t| t.unix_timestamp())),
@@ -975,14 +978,16 @@ impl Inner {
             live.last_used.fetch_max(now, Ordering::AcqRel);
         }
         if live.is_sliding() {
-            let new = now.saturating_add(live.window).min(live.not_after);
+            let new = now
+                .saturating_add(i64::from(live.window))
+                .min(live.not_after);
             live.expires_at.fetch_max(new, Ordering::AcqRel);
         }
         if !live.dirty.load(Ordering::Acquire) && !live.dirty.swap(true, Ordering::AcqRel) {
             self.lock_pending().list(live);
         }
         let written = live.written_at.load(Ordering::Acquire);
-        if now.saturating_sub(written) >= live.interval
+        if now.saturating_sub(written) >= i64::from(live.interval)
             && live
                 .written_at
                 .compare_exchange(written, now, Ordering::AcqRel, Ordering::Acquire)
