@@ -307,25 +307,19 @@ where
         let query_token = query_has_token(req.uri().query());
         // One look-up of the header: mark it sensitive (it goes on to the inner service:
         // keep it out of `Debug`, and so logs), then decide from it.
-        let decided = match req.headers_mut().entry(http::header::AUTHORIZATION) {
+        let entry = match req.headers_mut().entry(http::header::AUTHORIZATION) {
             http::header::Entry::Occupied(mut e) => {
                 e.iter_mut().for_each(|v| v.set_sensitive(true));
-                let header = Header {
-                    value: Some(e.get()),
-                    more: e.iter().nth(1).is_some(),
-                    query_token,
-                };
-                authorize_now(&shared.auth, &shared.config, header, client)
+                Some(e)
             }
-            http::header::Entry::Vacant(_) => {
-                let header = Header {
-                    value: None,
-                    more: false,
-                    query_token,
-                };
-                authorize_now(&shared.auth, &shared.config, header, client)
-            }
+            http::header::Entry::Vacant(_) => None,
         };
+        let header = Header {
+            value: entry.as_ref().map(|e| e.get()),
+            more: entry.as_ref().is_some_and(|e| e.iter().nth(1).is_some()),
+            query_token,
+        };
+        let decided = authorize_now(&shared.auth, &shared.config, header, client);
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
         match decided {
             Some(Ok(principal)) => {
