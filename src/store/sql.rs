@@ -170,6 +170,85 @@ macro_rules! bind_args {
 }
 pub(crate) use bind_args;
 
+/// The [`TokenStore`](crate::store::TokenStore) methods that are the same SQL over
+/// either sqlx pool, as inherent `pool_*` methods of the store they are expanded in
+/// (`self.pool` its pool, `D` its dialect, `query_failed` its error mapping); the
+/// stores' trait impls call them. One copy for PostgreSQL and SQLite.
+macro_rules! pool_methods {
+    () => {
+        async fn pool_get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+            let row = sqlx::query(&sql::statements(D).get)
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(query_failed)?;
+            row.map(|r| decode_row!(&r)?.into_record()).transpose()
+        }
+
+        async fn pool_insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
+            let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
+            let done = bind_args!(sqlx::query(&sql::statements(D).insert), args)
+                .execute(&self.pool)
+                .await
+                .map_err(query_failed)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(record.id));
+            }
+            Ok(())
+        }
+
+        async fn pool_update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+            let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
+            let done = bind_args!(sqlx::query(&sql::statements(D).update), args)
+                .execute(&self.pool)
+                .await
+                .map_err(query_failed)?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn pool_delete(&self, id: &TokenId) -> Result<bool, StoreError> {
+            let done = sqlx::query(&sql::statements(D).delete)
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(query_failed)?;
+            Ok(done.rows_affected() > 0)
+        }
+
+        async fn pool_list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
+            let l = sql::list(D, query);
+            let total: i64 = bind_args!(sqlx::query_scalar(&l.count), l.args.clone())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(query_failed)?;
+            let rows = bind_args!(sqlx::query(&l.page), l.args)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query_failed)?;
+            let items = rows
+                .iter()
+                .map(|r| decode_row!(r)?.into_record())
+                .collect::<Result<_, _>>()?;
+            Ok(Page {
+                total: u64::try_from(total).unwrap_or(0),
+                items,
+            })
+        }
+
+        async fn pool_touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
+            bind_args!(
+                sqlx::query(&sql::statements(D).touch),
+                sql::touch_args(id, touch)
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed)?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use pool_methods;
+
 const WRITE_COLUMNS: [&str; 16] = [
     "id",
     "owner",

@@ -272,6 +272,10 @@ async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance
     }
 }
 
+impl SqliteStore {
+    sql::pool_methods!();
+}
+
 #[async_trait::async_trait]
 impl TokenStore for SqliteStore {
     async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
@@ -283,73 +287,27 @@ impl TokenStore for SqliteStore {
                 }
             }
         }
-        let row = sqlx::query(&sql::statements(D).get)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(query_failed)?;
-        row.map(|r| decode_row!(&r)?.into_record()).transpose()
+        self.pool_get(id).await
     }
 
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
-        let done = bind_args!(sqlx::query(&sql::statements(D).insert), args)
-            .execute(&self.pool)
-            .await
-            .map_err(query_failed)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(record.id));
-        }
-        Ok(())
+        self.pool_insert(record).await
     }
 
     async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
-        let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
-        let done = bind_args!(sqlx::query(&sql::statements(D).update), args)
-            .execute(&self.pool)
-            .await
-            .map_err(query_failed)?;
-        Ok(done.rows_affected() > 0)
+        self.pool_update(record).await
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        let done = sqlx::query(&sql::statements(D).delete)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(query_failed)?;
-        Ok(done.rows_affected() > 0)
+        self.pool_delete(id).await
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
-        let l = sql::list(D, query);
-        let total: i64 = bind_args!(sqlx::query_scalar(&l.count), l.args.clone())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_failed)?;
-        let rows = bind_args!(sqlx::query(&l.page), l.args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_failed)?;
-        let items = rows
-            .iter()
-            .map(|r| decode_row!(r)?.into_record())
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            total: u64::try_from(total).unwrap_or(0),
-            items,
-        })
+        self.pool_list(query).await
     }
 
     async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
-        bind_args!(
-            sqlx::query(&sql::statements(D).touch),
-            sql::touch_args(id, touch)
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(query_failed)?;
-        Ok(())
+        self.pool_touch(id, touch).await
     }
 
     async fn publish_change(&self, id: &TokenId) -> Result<(), StoreError> {
