@@ -1,7 +1,7 @@
 //! The admin REST router, driven through `PatLayer` with `tower::ServiceExt::oneshot`.
 #![cfg(feature = "admin")]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -12,59 +12,15 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
 use tower_pat::record::TokenRecord;
-use tower_pat::store::{ListQuery, MemoryStore, Page, StoreError, TokenStore, Touch};
+use tower_pat::store::TokenStore;
 use tower_pat::{admin, Authenticator, PatLayer, TokenId};
 
-/// A memory store that can be switched off.
-#[derive(Debug, Default)]
-struct Switch {
-    inner: MemoryStore,
-    off: AtomicBool,
-}
-
-impl Switch {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.off.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
-                message: "switched off".into(),
-                source: None,
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenStore for Switch {
-    async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
-        self.check()?;
-        self.inner.get(id).await
-    }
-    async fn insert(&self, r: &TokenRecord) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.insert(r).await
-    }
-    async fn update(&self, r: &TokenRecord) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.update(r).await
-    }
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.delete(id).await
-    }
-    async fn list(&self, q: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
-        self.check()?;
-        self.inner.list(q).await
-    }
-    async fn touch(&self, id: &TokenId, t: &Touch) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.touch(id, t).await
-    }
-}
+mod common;
+use common::TestStore;
 
 struct Env {
     app: Router,
-    store: Arc<Switch>,
+    store: Arc<TestStore>,
     auth: Authenticator,
     manager: Manager,
     admin: String,
@@ -84,7 +40,7 @@ async fn issue(m: &Manager, owner: &str, name: &str, scopes: &[&str]) -> (String
 }
 
 async fn env() -> Env {
-    let store = Arc::new(Switch::default());
+    let store = Arc::new(TestStore::default());
     let auth = Authenticator::new(store.clone());
     let manager = Manager::new(auth.clone());
     let (admin, _) = issue(&manager, "root", "admin", &["pat:admin", "repo:admin"]).await;
@@ -181,7 +137,11 @@ fn no_secret(v: &Value) {
 }
 
 async fn record(e: &Env, id: &str) -> Option<TokenRecord> {
-    e.store.inner.get(&id.parse().unwrap()).await.unwrap()
+    e.store
+        .inner
+        .get(&id.parse::<TokenId>().unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -826,7 +786,7 @@ async fn store_failure_is_503_with_retry_after() {
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
-    e.store.off.store(true, Ordering::SeqCst);
+    e.store.fail.store(true, Ordering::SeqCst);
     let a = call(
         &e.app,
         "GET",
