@@ -178,22 +178,42 @@ pub(crate) fn parse_authorization_value<'a>(
     if bytes.len() > options.max_len {
         return Err(CredentialsError::TooLong);
     }
-    // The usual request, `Bearer <token68>`, in one pass over the credential: a token68
-    // is visible ASCII, and so is the rest, so the checks below would all pass. Anything
-    // else takes them, in order, for the right error.
-    if options.bearer
-        && bytes.len() > BEARER.len()
-        && bytes[..BEARER.len()].eq_ignore_ascii_case(BEARER)
-    {
-        let rest = &bytes[BEARER.len()..];
-        let credential = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
-        if is_b64token(credential) {
-            if let Ok(token) = std::str::from_utf8(credential) {
-                return Ok(Some(RawCredentials::Bearer(token)));
-            }
-        }
+    if let Some(usual) = parse_usual(bytes, options) {
+        return Ok(Some(usual));
     }
     parse_checked(bytes, options)
+}
+
+/// The usual requests, `Bearer <token68>` and `Basic <credential>`, in one pass over the
+/// credential: a token68, or a credential of visible ASCII without spaces, makes the whole
+/// value visible ASCII, so [`parse_checked`] would give the same. Anything else (`None`)
+/// takes those checks, in order, for the right error.
+fn parse_usual<'a>(bytes: &'a [u8], options: &ParseOptions) -> Option<RawCredentials<'a>> {
+    let starts = |scheme: &[u8]| {
+        bytes.len() > scheme.len() && bytes[..scheme.len()].eq_ignore_ascii_case(scheme)
+    };
+    let (bearer, rest) = if options.bearer && starts(BEARER) {
+        (true, &bytes[BEARER.len()..])
+    } else if options.basic && starts(BASIC) {
+        (false, &bytes[BASIC.len()..])
+    } else {
+        return None;
+    };
+    let credential = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+    let valid = if bearer {
+        is_b64token(credential)
+    } else {
+        !credential.is_empty()
+            && credential
+                .iter()
+                .fold(true, |ok, &b| ok & (b'!'..=b'~').contains(&b))
+    };
+    let credential = std::str::from_utf8(credential).ok().filter(|_| valid)?;
+    Some(if bearer {
+        RawCredentials::Bearer(credential)
+    } else {
+        RawCredentials::Basic(credential)
+    })
 }
 
 /// Every check, in order: visible ASCII, scheme, credential syntax.
@@ -240,8 +260,9 @@ fn parse_checked<'a>(
     Ok(None)
 }
 
-/// `Bearer` and the space after it (the scheme in any case).
+/// `Bearer` and `Basic` and the space after them (the scheme in any case).
 const BEARER: &[u8] = b"bearer ";
+const BASIC: &[u8] = b"basic ";
 
 /// Decodes a Basic credential (`base64(user:password)`), splitting on the first colon.
 pub fn decode_basic(credential: &str) -> Result<(String, Secret), CredentialsError> {
@@ -296,19 +317,20 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
-        /// The one-pass `Bearer` path gives what all the checks in order give.
+        /// The one-pass path for the usual requests gives what all the checks in order give.
         #[test]
-        fn bearer_fast_path_agrees_with_every_check(
-            scheme in proptest::sample::select(vec!["Bearer ", "bearer  ", "BEARER ", "Bearer", "Bearer\t", "Bearerx ", "Basic ", " Bearer ", ""]),
+        fn usual_requests_path_agrees_with_every_check(
+            scheme in proptest::sample::select(vec!["Bearer ", "bearer  ", "BEARER ", "Bearer", "Bearer\t", "Bearerx ", "Basic ", "basic  ", "BASIC ", "Basic", "Basic\t", " Bearer ", ""]),
             lead in "[ \\t]{0,3}",
-            token in "[A-Za-z0-9._~+/\\-]{0,40}={0,2}",
+            token in "[A-Za-z0-9._~+/\\-!\"#$%&'()*,:;<>?@^`{|}]{0,40}={0,2}",
             tail in "|[ \\t\\u{0}\\u{7f}\\u{80}-\\u{ff}é=A-Za-z]{1,5}",
             bearer in proptest::bool::ANY,
+            basic in proptest::bool::ANY,
             max_len in 0usize..80,
         ) {
             let text = format!("{scheme}{lead}{token}{tail}");
             let Ok(value) = HeaderValue::from_bytes(text.as_bytes()) else { return Ok(()) };
-            let options = ParseOptions { bearer, basic: true, max_len };
+            let options = ParseOptions { bearer, basic, max_len };
             let checked = if value.len() > max_len {
                 Err(CredentialsError::TooLong)
             } else {
