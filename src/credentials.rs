@@ -260,8 +260,9 @@ fn parse_checked<'a>(
     Ok(None)
 }
 
-/// `Bearer` and `Basic` and the space after them (the scheme in any case).
+/// `Bearer` and the space after it, compared in any case.
 const BEARER: &[u8] = b"bearer ";
+/// `Basic` and the space after it, compared in any case.
 const BASIC: &[u8] = b"basic ";
 
 /// Decodes a Basic credential (`base64(user:password)`), splitting on the first colon.
