@@ -300,14 +300,22 @@ struct Attempt<'a> {
     now: i64,
 }
 
-/// Where [`Authenticator::check_from`] starts looking.
+/// What [`Authenticator::check_cached_from`] found in memory.
+pub(crate) enum Cached {
+    /// The decision.
+    Decided(Result<Principal, AuthError>),
+    /// The token is well formed but the hot table cannot decide: ask
+    /// [`Authenticator::check_missed_from`] with what was worked out.
+    Missed(Missed),
+}
+
+/// A well-formed token the hot table could not decide: its id and its secret's hash (what
+/// the store keeps, not the secret), so the cache and store are asked without parsing and
+/// hashing again.
 #[derive(Clone, Copy)]
-pub(crate) enum Lookup {
-    /// The hot table, then the cache and the store.
-    HotFirst,
-    /// The cache and the store: the caller has just found the hot table cannot decide
-    /// ([`Authenticator::check_cached_from`] answered `None`).
-    Cold,
+pub(crate) struct Missed {
+    id: TokenId,
+    hash: SecretHash,
 }
 
 enum Miss {
@@ -586,7 +594,7 @@ impl Authenticator {
 
     /// Checks a token from `Authorization: Bearer`.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.check_from(None, None, token, Lookup::HotFirst).await
+        self.check_from(None, None, token).await
     }
 
     /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
@@ -597,8 +605,7 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        self.check_from(None, Some(username), password, Lookup::HotFirst)
-            .await
+        self.check_from(None, Some(username), password).await
     }
 
     /// [`authenticate`](Self::authenticate) for a known client (its IP address): refused
@@ -609,8 +616,7 @@ impl Authenticator {
         client: &str,
         token: &str,
     ) -> Result<Principal, AuthError> {
-        self.check_from(Some(client), None, token, Lookup::HotFirst)
-            .await
+        self.check_from(Some(client), None, token).await
     }
 
     /// [`authenticate_basic`](Self::authenticate_basic) for a known client: failures count
@@ -621,7 +627,7 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
-        self.check_from(Some(client), Some(username), password, Lookup::HotFirst)
+        self.check_from(Some(client), Some(username), password)
             .await
     }
 
@@ -631,20 +637,42 @@ impl Authenticator {
     }
 
     /// The decision of the `authenticate*` methods, if it can be made from memory alone:
-    /// no await, no allocation. `None`: ask [`check_from`](Self::check_from).
+    /// no await, no allocation. [`Cached::Missed`]: ask
+    /// [`check_missed_from`](Self::check_missed_from).
     pub(crate) fn check_cached_from(
         &self,
         client: Option<&str>,
         username: Option<&str>,
         token: &str,
-    ) -> Option<Result<Principal, AuthError>> {
+    ) -> Cached {
         let attempt = match self.inner.attempt(client, username) {
             Ok(attempt) => attempt,
-            Err(locked) => return Some(Err(locked)),
+            Err(locked) => return Cached::Decided(Err(locked)),
         };
-        let result = self.inner.check_cached(token, username, attempt.now)?;
+        match self.inner.check_cached(token, username, attempt.now) {
+            Cached::Decided(result) => {
+                self.inner.count_attempt(attempt, &result);
+                Cached::Decided(result)
+            }
+            missed => missed,
+        }
+    }
+
+    /// The decision for a token [`check_cached_from`](Self::check_cached_from) found
+    /// well formed but could not decide, from the cache and the store.
+    pub(crate) async fn check_missed_from(
+        &self,
+        client: Option<&str>,
+        username: Option<&str>,
+        missed: Missed,
+    ) -> Result<Principal, AuthError> {
+        let attempt = self.inner.attempt(client, username)?;
+        let result = self
+            .inner
+            .check_cold(&missed.id, &missed.hash, username, attempt.now)
+            .await;
         self.inner.count_attempt(attempt, &result);
-        Some(result)
+        result
     }
 
     /// Any `authenticate*` method: `client` (an IP address) turns on the attempt limiter,
@@ -654,10 +682,9 @@ impl Authenticator {
         client: Option<&str>,
         username: Option<&str>,
         token: &str,
-        lookup: Lookup,
     ) -> Result<Principal, AuthError> {
         let attempt = self.inner.attempt(client, username)?;
-        let result = self.inner.check(token, username, attempt.now, lookup).await;
+        let result = self.inner.check(token, username, attempt.now).await;
         self.inner.count_attempt(attempt, &result);
         result
     }
@@ -762,17 +789,25 @@ impl Inner {
     }
 
     /// The whole decision when the token is in the hot table: no await, no allocation.
-    /// `None`: not decidable from memory (a miss, or an expired sliding token that another
-    /// replica may have slid); ask [`check`](Self::check).
+    /// [`Cached::Missed`]: not decidable from memory (a miss, or an expired sliding token
+    /// that another replica may have slid); ask [`check_cold`](Self::check_cold).
     pub(crate) fn check_cached(
         self: &Arc<Self>,
         token: &str,
         username: Option<&str>,
         now: i64,
-    ) -> Option<Result<Principal, AuthError>> {
-        match self.parse(token) {
-            Ok(parsed) => self.decide_cached(&parsed, &parsed.secret_hash(), username, now),
-            Err(e) => Some(Err(e)),
+    ) -> Cached {
+        let parsed = match self.parse(token) {
+            Ok(parsed) => parsed,
+            Err(e) => return Cached::Decided(Err(e)),
+        };
+        let hash = parsed.secret_hash();
+        match self.decide_cached(&parsed, &hash, username, now) {
+            Some(result) => Cached::Decided(result),
+            None => Cached::Missed(Missed {
+                id: parsed.id,
+                hash,
+            }),
         }
     }
 
@@ -781,31 +816,39 @@ impl Inner {
         token: &str,
         username: Option<&str>,
         now: i64,
-        lookup: Lookup,
     ) -> Result<Principal, AuthError> {
-        let parsed = self.parse(token)?;
-        let hash = parsed.secret_hash();
-        if let Lookup::HotFirst = lookup {
-            if let Some(decided) = self.decide_cached(&parsed, &hash, username, now) {
-                return decided;
+        match self.check_cached(token, username, now) {
+            Cached::Decided(result) => result,
+            Cached::Missed(missed) => {
+                self.check_cold(&missed.id, &missed.hash, username, now)
+                    .await
             }
         }
-        let id = parsed.id;
+    }
+
+    /// The decision from the cache and the store (the hot table could not decide).
+    async fn check_cold(
+        self: &Arc<Self>,
+        id: &TokenId,
+        hash: &SecretHash,
+        username: Option<&str>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
         let mut reloaded = false;
         loop {
             // Boxed so the (large) cache and store futures are not part of every request's
             // future.
-            let live = Box::pin(self.cold_lookup(&id)).await.inspect_err(|e| {
+            let live = Box::pin(self.cold_lookup(id)).await.inspect_err(|e| {
                 tracing::debug!(token_id = %id, error = %e, "token refused");
             })?;
-            match self.decide(&live, &hash, username, now) {
+            match self.decide(&live, hash, username, now) {
                 // Another replica may have slid it: ask the store once before refusing.
                 Decision::Reload if !reloaded => {
                     reloaded = true;
-                    self.invalidate_local(&id).await;
+                    self.invalidate_local(id).await;
                 }
-                Decision::Reload => return Err(self.refuse(&id, InvalidReason::Expired)),
-                Decision::Refuse(reason) => return Err(self.refuse(&id, reason)),
+                Decision::Reload => return Err(self.refuse(id, InvalidReason::Expired)),
+                Decision::Refuse(reason) => return Err(self.refuse(id, reason)),
                 Decision::Accept => return Ok(self.accept(live, now)),
             }
         }

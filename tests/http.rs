@@ -125,6 +125,27 @@ async fn long_basic_credentials_take_the_heap_path_with_the_same_answers() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
+/// A Basic credential whose token is not cached yet goes to the store with the username it
+/// came with: the owner check holds on that path too.
+#[tokio::test]
+async fn uncached_basic_checks_the_owner() {
+    let f = fixture();
+    let (t, _) = f.token("", Expiry::Never).await;
+    let r = send(&f.app, "GET", "/whoami", Some(&basic("mallory", &t))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body, INVALID_BODY);
+    let (t, rec) = f.token("", Expiry::Never).await;
+    let r = send(&f.app, "GET", "/whoami", Some(&basic("alice", &t))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["token_id"], rec.id.as_str());
+    assert_eq!(
+        f.store.gets.load(Ordering::SeqCst),
+        2,
+        "each token read once"
+    );
+}
+
 #[tokio::test]
 async fn malformed_headers_are_400() {
     let f = fixture();

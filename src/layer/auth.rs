@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::authenticator::{Authenticator, Lookup};
+use crate::authenticator::{Authenticator, Cached, Missed};
 use crate::credentials::{
     decode_basic, decode_basic_in, parse_authorization_value, query_has_token, CredentialsError,
     ParseOptions, RawCredentials,
@@ -200,6 +200,20 @@ fn malformed(config: &Config, e: CredentialsError) -> Rejection {
     Rejection::from_credentials_error(e, config.challenge.clone())
 }
 
+/// What [`authorize_now`] made of a request.
+enum Now {
+    /// The decision: a cached token, or a refusal.
+    Decided(Result<Principal, Rejection>),
+    /// A well-formed token the hot table cannot decide: the cache and store decide, from
+    /// its id and hash and (Basic) the username.
+    Missed {
+        missed: Missed,
+        username: Option<String>,
+    },
+    /// A Basic credential too long for the stack buffer: [`authorize`] decodes it.
+    Long,
+}
+
 /// The decision, if it can be made now, from memory: no await, no allocation (Basic is
 /// decoded into a buffer on the stack, cleared after).
 fn authorize_now(
@@ -207,17 +221,22 @@ fn authorize_now(
     config: &Config,
     header: Header<'_>,
     client: Option<&str>,
-) -> Option<Result<Principal, Rejection>> {
-    let decided = match raw_credentials(config, header) {
-        Err(rejection) => return Some(Err(rejection)),
-        Ok(RawCredentials::Bearer(token)) => auth.check_cached_from(client, None, token),
+) -> Now {
+    let cached = match raw_credentials(config, header) {
+        Err(rejection) => return Now::Decided(Err(rejection)),
+        Ok(RawCredentials::Bearer(token)) => {
+            Some((auth.check_cached_from(client, None, token), None))
+        }
         Ok(RawCredentials::Basic(encoded)) => {
             // Room for any usual `user:token`; longer ones take the full path. Small, since
             // it is zeroed before and after use on every request.
             let mut buf = [0u8; 512];
             let outcome = decode_basic_in(encoded, &mut buf).map(|decoded| {
-                decoded.and_then(|(username, password)| {
-                    auth.check_cached_from(client, Some(username), password)
+                decoded.map(|(username, password)| {
+                    let cached = auth.check_cached_from(client, Some(username), password);
+                    // The username (not secret) goes on with a miss; the password stays.
+                    let username = matches!(cached, Cached::Missed(_)).then(|| username.to_owned());
+                    (cached, username)
                 })
             });
             // Whatever happened, the decoded token does not stay on the stack (base64
@@ -226,19 +245,22 @@ fn authorize_now(
             buf[..written].fill(0);
             std::hint::black_box(&buf);
             match outcome {
-                Err(e) => return Some(Err(malformed(config, e))),
-                // Not decidable from memory, or longer than the buffer: the full path
-                // decodes on the heap.
-                Ok(decided) => decided,
+                Err(e) => return Now::Decided(Err(malformed(config, e))),
+                Ok(cached) => cached,
             }
         }
-    }?;
-    Some(decided.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())))
+    };
+    match cached {
+        Some((Cached::Decided(result), _)) => Now::Decided(
+            result.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())),
+        ),
+        Some((Cached::Missed(missed), username)) => Now::Missed { missed, username },
+        None => Now::Long,
+    }
 }
 
-/// The decision [`authorize_now`] could not make, from the cache and store: the hot table
-/// was just read (or, for a Basic credential too long for the stack buffer, is skipped:
-/// the cache answers instead).
+/// The decision for a Basic credential too long for [`authorize_now`]'s stack buffer,
+/// decoded on the heap.
 async fn authorize(
     auth: &Authenticator,
     config: &Config,
@@ -247,10 +269,10 @@ async fn authorize(
     client: Option<&str>,
 ) -> Result<Principal, Rejection> {
     let result = match raw_credentials(config, Header::of(headers, uri))? {
-        RawCredentials::Bearer(token) => auth.check_from(client, None, token, Lookup::Cold).await,
+        RawCredentials::Bearer(token) => auth.check_from(client, None, token).await,
         RawCredentials::Basic(encoded) => {
             let (username, password) = decode_basic(encoded).map_err(|e| malformed(config, e))?;
-            auth.check_from(client, Some(&username), password.expose(), Lookup::Cold)
+            auth.check_from(client, Some(&username), password.expose())
                 .await
         }
     };
@@ -321,17 +343,17 @@ where
         };
         let decided = authorize_now(&shared.auth, &shared.config, header, client);
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
-        match decided {
-            Some(Ok(principal)) => {
+        let slow = match decided {
+            Now::Decided(Ok(principal)) => {
                 let principal = principal.with_challenge(shared.config.challenge.clone());
                 req.extensions_mut().insert(principal);
                 return ResponseFuture::inner(self.inner.call(req));
             }
-            Some(Err(rejection)) => {
+            Now::Decided(Err(rejection)) => {
                 return ResponseFuture::ready(shared.on_rejection.on_rejection(rejection));
             }
-            None => {}
-        }
+            slow => slow,
+        };
         // A cache miss: read the store (and maybe wait) in a future of its own.
         let client = client.map(str::to_owned);
         // The clone is the one polled ready; keep the fresh one for the next call.
@@ -340,8 +362,13 @@ where
         let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
             let (auth, config) = (&shared.auth, &shared.config);
-            let verdict =
-                authorize(auth, config, req.headers(), req.uri(), client.as_deref()).await;
+            let verdict = match slow {
+                Now::Missed { missed, username } => auth
+                    .check_missed_from(client.as_deref(), username.as_deref(), missed)
+                    .await
+                    .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())),
+                _ => authorize(auth, config, req.headers(), req.uri(), client.as_deref()).await,
+            };
             match verdict {
                 Ok(principal) => {
                     let principal = principal.with_challenge(config.challenge.clone());
