@@ -757,8 +757,9 @@ impl Inner {
     }
 
     /// Starts an attempt: reads the clock and, for a known `client`, refuses it while the
-    /// limiter locks it out. The clock comes first in every check: reading it waits for
-    /// earlier loads (it fences), so it must not follow the request for the hot-table line.
+    /// limiter locks it out. The clock comes first in every check: a precise read
+    /// (`SystemTime`, where the coarse clock is not used) waits for earlier loads, so it
+    /// must not follow the request for the hot-table line.
     fn attempt<'a>(
         &self,
         client: Option<&'a str>,
@@ -1026,9 +1027,7 @@ impl Inner {
                 .min(live.not_after);
             live.expires_at.fetch_max(new, Ordering::AcqRel);
         }
-        if !live.dirty.load(Ordering::Acquire) && !live.dirty.swap(true, Ordering::AcqRel) {
-            self.lock_pending().list(live);
-        }
+        self.mark_dirty(live);
         let written = live.written_at.load(Ordering::Acquire);
         if now.saturating_sub(written) >= i64::from(live.interval)
             && live
@@ -1052,11 +1051,16 @@ impl Inner {
         let res = self.with_timeout(self.store.touch(live.id(), &touch)).await;
         if let Err(e) = &res {
             tracing::warn!(token_id = %live.id(), error = %e, "could not record token use; will retry");
-            if !live.dirty.swap(true, Ordering::AcqRel) {
-                self.lock_pending().list(live);
-            }
+            self.mark_dirty(live);
         }
         res
+    }
+
+    /// Marks `live` as having a use to write, listing it when the mark is new.
+    fn mark_dirty(&self, live: &Arc<Live>) {
+        if !live.dirty.load(Ordering::Acquire) && !live.dirty.swap(true, Ordering::AcqRel) {
+            self.lock_pending().list(live);
+        }
     }
 }
 
