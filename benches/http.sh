@@ -16,19 +16,26 @@
 # of reading a longer request: each layered mode is also given as a ratio to `bare` with
 # the same requests. Prints one line per run: median req/s, and the median over rounds of
 # the ratio to that round's baseline (paired, so drift between rounds cancels).
+#
+# `floor-bearer` and `floor-basic` are the least any validator that names its caller must
+# do (see examples/bench_server.rs), in tower-http's plumbing: tower-pat's modes are also
+# given as a ratio to them, which is what is left to gain. OUTER=1 starts every server
+# with `--outer` (the layer around the whole Router instead of `Router::layer`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-10}
 SECS=${2:-3}
 THREADS=${WRK_THREADS:-1}
 CONNS=${WRK_CONNECTIONS:-32}
-MODES=(bare tower-http-bearer pat-bearer pat-basic)
+MODES=(bare tower-http-bearer pat-bearer pat-basic floor-bearer floor-basic)
 # Each layered run next to its baseline; odd rounds go forwards, even ones backwards
 # (A B C C B A ...), so a steady drift within a round cancels too.
-RUNS=(bare bare+bearer pat-bearer tower-http-bearer bare+basic pat-basic)
+RUNS=(bare bare+bearer pat-bearer floor-bearer tower-http-bearer bare+basic pat-basic floor-basic)
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 cargo build --release --example bench_server -q
 BIN=target/release/examples/bench_server
+OUTER_ARG=()
+[ "${OUTER:-0}" = 1 ] && OUTER_ARG=(--outer)
 SERVER_PIN=() WRK_PIN=()
 if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   SERVER_PIN=(taskset -c 0) WRK_PIN=(taskset -c 1)
@@ -49,7 +56,7 @@ for mode in "${MODES[@]}"; do
   port=$((port + 1))
   PORT[$mode]=$port
   OUT[$mode]=$(mktemp)
-  "${SERVER_PIN[@]}" "$BIN" --listen 127.0.0.1:$port --mode "$mode" --tokens "${TOKENS:-10000}" >"${OUT[$mode]}" &
+  "${SERVER_PIN[@]}" "$BIN" --listen 127.0.0.1:$port --mode "$mode" --tokens "${TOKENS:-10000}" "${OUTER_ARG[@]}" >"${OUT[$mode]}" &
   PID[$mode]=$!
 done
 for mode in "${MODES[@]}"; do
@@ -65,7 +72,7 @@ for run in "${RUNS[@]}"; do
   case "$run" in
     bare) kind=none ;;
     *+*) kind=${run#*+} ;;
-    pat-basic) kind=basic ;;
+    *-basic) kind=basic ;;
     *) kind=bearer ;;
   esac
   SERVER[$run]=$mode
@@ -84,7 +91,8 @@ for run in "${RUNS[@]}"; do
 done
 
 # The run with the same requests and no layer, for each layered mode.
-declare -A BASELINE=([tower-http-bearer]=bare+bearer [pat-bearer]=bare+bearer [pat-basic]=bare+basic)
+declare -A BASELINE=([tower-http-bearer]=bare+bearer [pat-bearer]=bare+bearer [pat-basic]=bare+basic
+  [floor-bearer]=bare+bearer [floor-basic]=bare+basic)
 declare -A RPS RATIO SAME
 for round in $(seq "$ROUNDS"); do
   declare -A ROUND=()
@@ -111,14 +119,21 @@ for round in $(seq "$ROUNDS"); do
   done
   # tower-pat against its peer, paired in the round.
   SAME[peer]="${SAME[peer]:-} $(ratio pat-bearer tower-http-bearer)"
+  # And against the floor of the work, paired in the round.
+  SAME[floor-bearer-pat]="${SAME[floor-bearer-pat]:-} $(ratio pat-bearer floor-bearer)"
+  SAME[floor-basic-pat]="${SAME[floor-basic-pat]:-} $(ratio pat-basic floor-basic)"
 done
 for run in "${RUNS[@]}"; do
   printf "%-18s %10.0f req/s  ratio to bare %.3f (per round: %s)\n" "$run" \
     "$(echo "${RPS[$run]}" | median)" "$(echo "${RATIO[$run]}" | median)" "$(per_round "${RATIO[$run]}")"
 done
-for run in tower-http-bearer pat-bearer pat-basic; do
+for run in tower-http-bearer floor-bearer pat-bearer floor-basic pat-basic; do
   printf "%-18s ratio to %-11s %.3f (per round: %s)\n" "$run" "${BASELINE[$run]}" \
     "$(echo "${SAME[$run]}" | median)" "$(per_round "${SAME[$run]}")"
 done
 printf "%-18s ratio to tower-http-bearer %.3f (per round: %s)\n" pat-bearer \
   "$(echo "${SAME[peer]}" | median)" "$(per_round "${SAME[peer]}")"
+for mode in bearer basic; do
+  printf "%-18s ratio to floor-%-6s    %.3f (per round: %s)\n" "pat-$mode" "$mode" \
+    "$(echo "${SAME[floor-$mode-pat]}" | median)" "$(per_round "${SAME[floor-$mode-pat]}")"
+done
