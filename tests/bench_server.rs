@@ -2,28 +2,16 @@
 //! one, both with `Router::layer` and with `--outer`, so the load test compares layers
 //! that do their work (the `floor-*` yardsticks included) and not ones that wave
 //! everything through.
+#![cfg(feature = "axum")]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
 
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("examples").join(name))
-        .unwrap();
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --all-features` builds the examples",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::example_binary;
 
 struct Server {
     child: Child,

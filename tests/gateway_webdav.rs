@@ -6,8 +6,11 @@
 #[allow(dead_code)]
 mod webdav_gateway;
 
+mod common;
+use common::example_binary;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -371,21 +374,6 @@ impl Drop for Child {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("examples").join(name))
-        .unwrap();
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --all-features` builds the examples",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,3 +217,20 @@ pub fn assert_no_secret(secrets: &[&str], debug_renderings: &[String]) {
         }
     }
 }
+
+/// An example's binary: `cargo test --all-features` builds the examples next to the test
+/// binaries (`target/<profile>/examples/`).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|d| d.join("examples").join(name))
+        .unwrap();
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --all-features` builds the examples",
+        path.display()
+    );
+    path
+}
