@@ -311,11 +311,12 @@ pub(crate) enum Cached {
 
 /// A well-formed token the hot table could not decide: its id and its secret's hash (what
 /// the store keeps, not the secret), so the cache and store are asked without parsing and
-/// hashing again.
+/// hashing again, and the time its attempt started (the limiter has already let it in).
 #[derive(Clone, Copy)]
 pub(crate) struct Missed {
     id: TokenId,
     hash: SecretHash,
+    now: i64,
 }
 
 enum Miss {
@@ -659,17 +660,21 @@ impl Authenticator {
     }
 
     /// The decision for a token [`check_cached_from`](Self::check_cached_from) found
-    /// well formed but could not decide, from the cache and the store.
+    /// well formed but could not decide, from the cache and the store: the rest of the
+    /// attempt that call started (same `client` and `username`), not a new one.
     pub(crate) async fn check_missed_from(
         &self,
         client: Option<&str>,
         username: Option<&str>,
         missed: Missed,
     ) -> Result<Principal, AuthError> {
-        let attempt = self.inner.attempt(client, username)?;
+        let attempt = Attempt {
+            keys: client.map(|client| Keys { client, username }),
+            now: missed.now,
+        };
         let result = self
             .inner
-            .check_cold(&missed.id, &missed.hash, username, attempt.now)
+            .check_cold(&missed.id, &missed.hash, username, missed.now)
             .await;
         self.inner.count_attempt(attempt, &result);
         result
@@ -808,6 +813,7 @@ impl Inner {
             None => Cached::Missed(Missed {
                 id: parsed.id,
                 hash,
+                now,
             }),
         }
     }
@@ -821,7 +827,7 @@ impl Inner {
         match self.check_cached(token, username, now) {
             Cached::Decided(result) => result,
             Cached::Missed(missed) => {
-                self.check_cold(&missed.id, &missed.hash, username, now)
+                self.check_cold(&missed.id, &missed.hash, username, missed.now)
                     .await
             }
         }

@@ -161,7 +161,7 @@ impl<S> PatService<S> {
 }
 
 /// The request's credentials, Basic still encoded, or the rejection for a request that
-/// carries none usable. Shared by the decision made at once and the full one.
+/// carries none usable.
 fn raw_credentials<'h>(
     config: &Config,
     header: Header<'h>,
@@ -183,17 +183,6 @@ struct Header<'h> {
     query_token: bool,
 }
 
-impl<'h> Header<'h> {
-    fn of(headers: &'h http::HeaderMap, uri: &http::Uri) -> Self {
-        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-        Self {
-            value: values.next(),
-            more: values.next().is_some(),
-            query_token: query_has_token(uri.query()),
-        }
-    }
-}
-
 /// The 400 for a malformed `Authorization` header (or a token in the query).
 fn malformed(config: &Config, e: CredentialsError) -> Rejection {
     tracing::debug!(error = %e, "malformed Authorization header");
@@ -210,35 +199,36 @@ enum Now {
         missed: Missed,
         username: Option<String>,
     },
-    /// A Basic credential too long for the stack buffer: [`authorize`] decodes it.
-    Long,
 }
 
-/// The decision, if it can be made now, from memory: no await, no allocation (Basic is
-/// decoded into a buffer on the stack, cleared after).
+/// The decision, if it can be made now, from memory: no await, and no allocation but for
+/// a Basic credential too long for the stack buffer (decoded on the heap instead).
 fn authorize_now(
     auth: &Authenticator,
     config: &Config,
     header: Header<'_>,
     client: Option<&str>,
 ) -> Now {
-    let cached = match raw_credentials(config, header) {
+    // The username (not secret) goes on with a miss; the password stays.
+    let check_basic = |username: &str, password: &str| {
+        let cached = auth.check_cached_from(client, Some(username), password);
+        let username = matches!(cached, Cached::Missed(_)).then(|| username.to_owned());
+        (cached, username)
+    };
+    let (cached, username) = match raw_credentials(config, header) {
         Err(rejection) => return Now::Decided(Err(rejection)),
-        Ok(RawCredentials::Bearer(token)) => {
-            Some((auth.check_cached_from(client, None, token), None))
-        }
+        Ok(RawCredentials::Bearer(token)) => (auth.check_cached_from(client, None, token), None),
         Ok(RawCredentials::Basic(encoded)) => {
-            // Room for any usual `user:token`; longer ones take the full path. Small, since
-            // it is zeroed before and after use on every request.
+            // Room for any usual `user:token`. Small, since it is zeroed before and after
+            // use on every request.
             let mut buf = [0u8; 512];
-            let outcome = decode_basic_in(encoded, &mut buf).map(|decoded| {
-                decoded.map(|(username, password)| {
-                    let cached = auth.check_cached_from(client, Some(username), password);
-                    // The username (not secret) goes on with a miss; the password stays.
-                    let username = matches!(cached, Cached::Missed(_)).then(|| username.to_owned());
-                    (cached, username)
-                })
-            });
+            let outcome = match decode_basic_in(encoded, &mut buf) {
+                Ok(Some((username, password))) => Ok(check_basic(username, password)),
+                // Longer than the buffer: on the heap (the password is a `Secret`).
+                Ok(None) => decode_basic(encoded)
+                    .map(|(username, password)| check_basic(&username, password.expose())),
+                Err(e) => Err(e),
+            };
             // Whatever happened, the decoded token does not stay on the stack (base64
             // writes at most 3 bytes per 4 characters).
             let written = (encoded.len() / 4 + 1).saturating_mul(3).min(buf.len());
@@ -251,32 +241,11 @@ fn authorize_now(
         }
     };
     match cached {
-        Some((Cached::Decided(result), _)) => Now::Decided(
+        Cached::Decided(result) => Now::Decided(
             result.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())),
         ),
-        Some((Cached::Missed(missed), username)) => Now::Missed { missed, username },
-        None => Now::Long,
+        Cached::Missed(missed) => Now::Missed { missed, username },
     }
-}
-
-/// The decision for a Basic credential too long for [`authorize_now`]'s stack buffer,
-/// decoded on the heap.
-async fn authorize(
-    auth: &Authenticator,
-    config: &Config,
-    headers: &http::HeaderMap,
-    uri: &http::Uri,
-    client: Option<&str>,
-) -> Result<Principal, Rejection> {
-    let result = match raw_credentials(config, Header::of(headers, uri))? {
-        RawCredentials::Bearer(token) => auth.check_from(client, None, token).await,
-        RawCredentials::Basic(encoded) => {
-            let (username, password) = decode_basic(encoded).map_err(|e| malformed(config, e))?;
-            auth.check_from(client, Some(&username), password.expose())
-                .await
-        }
-    };
-    result.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()))
 }
 
 /// Room for an IP address as text (the longest IPv6 form is 45 bytes).
@@ -343,7 +312,7 @@ where
         };
         let decided = authorize_now(&shared.auth, &shared.config, header, client);
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
-        let slow = match decided {
+        let (missed, username) = match decided {
             Now::Decided(Ok(principal)) => {
                 let principal = principal.with_challenge(shared.config.challenge.clone());
                 req.extensions_mut().insert(principal);
@@ -352,7 +321,7 @@ where
             Now::Decided(Err(rejection)) => {
                 return ResponseFuture::ready(shared.on_rejection.on_rejection(rejection));
             }
-            slow => slow,
+            Now::Missed { missed, username } => (missed, username),
         };
         // A cache miss: read the store (and maybe wait) in a future of its own.
         let client = client.map(str::to_owned);
@@ -362,13 +331,10 @@ where
         let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
             let (auth, config) = (&shared.auth, &shared.config);
-            let verdict = match slow {
-                Now::Missed { missed, username } => auth
-                    .check_missed_from(client.as_deref(), username.as_deref(), missed)
-                    .await
-                    .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())),
-                _ => authorize(auth, config, req.headers(), req.uri(), client.as_deref()).await,
-            };
+            let verdict = auth
+                .check_missed_from(client.as_deref(), username.as_deref(), missed)
+                .await
+                .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()));
             match verdict {
                 Ok(principal) => {
                     let principal = principal.with_challenge(config.challenge.clone());
