@@ -36,6 +36,11 @@ pub struct TokenRecord {
     pub secret_hash: SecretHash,
     /// After a rotation with a grace period: the old secret's hash and when it stops working.
     pub previous_secret: Option<PreviousSecret>,
+    /// The record's version: 1 when created, one more with every
+    /// [`TokenStore::update`](crate::store::TokenStore::update), which writes only over the
+    /// version it was given (compare-and-swap). Use ([`TokenStore::touch`](crate::store::TokenStore::touch))
+    /// does not change it. The admin API shows it as the `ETag`.
+    pub version: u64,
 }
 
 /// The secret a rotated token had, valid until `valid_until`.
@@ -71,12 +76,24 @@ impl TokenRecord {
             last_used: None,
             secret_hash,
             previous_secret: None,
+            version: 1,
         }
     }
 
     /// Whether the token has expired at `now` (a token expiring exactly now has expired).
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         self.expires_at.is_some_and(|e| e <= now)
+    }
+
+    /// The end of the token's life that no use moves: the hard `expires_at`, or a sliding
+    /// token's `not_after` cap; `None` when it has none (never expires, or slides
+    /// without a cap).
+    pub fn absolute_end(&self) -> Option<OffsetDateTime> {
+        match self.expiry {
+            Expiry::HardLimit { expires_at } => Some(expires_at),
+            Expiry::AutoRefresh { not_after, .. } => not_after,
+            _ => None,
+        }
     }
 
     /// The sliding window, for auto-refresh tokens.

@@ -44,9 +44,9 @@ async fn env() -> Env {
     let auth = Authenticator::new(store.clone());
     let manager = Manager::new(auth.clone());
     let (admin, _) = issue(&manager, "root", "admin", &["pat:admin", "repo:admin"]).await;
-    let (alice_read, _) = issue(&manager, "alice", "read only", &["repo:read"]).await;
+    let (alice_read, _) = issue(&manager, "alice", "read only", &["repo:read", "pat:write"]).await;
     let (alice_full, _) = issue(&manager, "alice", "full", &[]).await;
-    let (bob, bob_id) = issue(&manager, "bob", "bob's", &["repo:write"]).await;
+    let (bob, bob_id) = issue(&manager, "bob", "bob's", &["repo:write", "pat:write"]).await;
     let app = Router::new()
         .merge(admin::router(manager.clone()))
         .layer(PatLayer::new(auth.clone()));
@@ -247,13 +247,33 @@ async fn scope_capping_and_owner_rules_on_create() {
     )
     .await;
     assert_eq!(a.status, StatusCode::CREATED);
-    for s in ["pat:admin", "*", "pat:*"] {
+    let a = post(
+        &e.app,
+        uri,
+        &e.alice_full,
+        json!({ "scopes": ["pat:admin"] }),
+    )
+    .await;
+    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    // `*` and `pat:*` are no more than full access: they never make an admin.
+    for s in ["*", "pat:*"] {
         let a = post(&e.app, uri, &e.alice_full, json!({ "scopes": [s] })).await;
-        assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(a.status, StatusCode::CREATED, "{s}: {}", a.json);
+        let wild = a.json["token"].as_str().unwrap().to_owned();
+        let a = call(
+            &e.app,
+            "GET",
+            "/personal-access-tokens?owner-id=bob",
+            Some(&wild),
+            None,
+        )
+        .await;
+        assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
     }
     // Only an admin creates for someone else, and within its own scopes.
     let a = post(&e.app, uri, &e.alice_full, json!({"owner": "bob"})).await;
-    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
+    assert_eq!(a.json["details"][0]["scope"], "pat:admin");
     let a = post(
         &e.app,
         uri,
@@ -329,7 +349,7 @@ async fn list_filters_orders_pages_and_isolates_owners() {
         None,
     )
     .await;
-    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
     // Lookups.
     let a = call(&e.app, "GET", "/personal-access-tokens?name__icontains=DEPLOY&scope=repo:read&active=true&last_used__isnull=false", Some(&e.alice_read), None).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
@@ -341,6 +361,16 @@ async fn list_filters_orders_pages_and_isolates_owners() {
         &e.app,
         "GET",
         "/personal-access-tokens?expires__lt=2099-01-01T00:00:00Z",
+        Some(&e.alice_read),
+        None,
+    )
+    .await;
+    // Every token expires now (the default policy's 30 days), none before 2020.
+    assert_eq!(a.json["count"], 7, "{}", a.json);
+    let a = call(
+        &e.app,
+        "GET",
+        "/personal-access-tokens?expires__lt=2020-01-01T00:00:00Z",
         Some(&e.alice_read),
         None,
     )
@@ -499,6 +529,12 @@ async fn get_shows_own_tokens_and_hides_others() {
 async fn patch_applies_json_patch() {
     let e = env().await;
     let (token, id) = issue(&e.manager, "alice", "old", &["repo:read"]).await;
+    // Within the 30 days of alice's own (default) token.
+    let in_ten_days = (time::OffsetDateTime::now_utc() + time::Duration::days(10))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let a = patch(
         &e.app,
         &id,
@@ -508,14 +544,14 @@ async fn patch_applies_json_patch() {
             {"op": "replace", "path": "/name", "value": "new"},
             {"op": "add", "path": "/scopes/-", "value": "repo:write"},
             {"op": "remove", "path": "/scopes/0"},
-            {"op": "replace", "path": "/expires_at", "value": "2099-01-01T00:00:00Z"},
+            {"op": "replace", "path": "/expires_at", "value": in_ten_days},
         ]),
     )
     .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     assert_eq!(a.json["name"], "new");
     assert_eq!(a.json["scopes"], json!(["repo:write"]));
-    assert_eq!(a.json["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(a.json["expires_at"], in_ten_days);
     let r = record(&e, &id).await.unwrap();
     assert_eq!(r.name, "new");
     // Disable takes effect at once for the token itself.

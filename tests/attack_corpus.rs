@@ -73,7 +73,7 @@ async fn hostile_requests_get_the_documented_answer() {
     let (t, _) = mk("", Expiry::Never).await;
     let (revoked, mut rec) = mk("", Expiry::Never).await;
     rec.active = false;
-    store.update(&rec).await.unwrap();
+    assert!(store.update(&rec).await.unwrap().is_written());
     let (expired_now, _) = mk("", Expiry::hard(now, Duration::from_secs(0))).await;
     let (expires_in_1s, _) = mk("", Expiry::hard(now, Duration::from_secs(1))).await;
     let (expired_1s_ago, mut r) = mk("", Expiry::Never).await;
@@ -81,7 +81,7 @@ async fn hostile_requests_get_the_documented_answer() {
         expires_at: now - time::Duration::seconds(1),
     };
     r.expires_at = Some(now - time::Duration::seconds(1));
-    store.update(&r).await.unwrap();
+    assert!(store.update(&r).await.unwrap().is_written());
     let (node_a, _) = mk(&format!("node:{A}:r"), Expiry::Never).await;
 
     let mut bad_checksum = t.clone();

@@ -127,7 +127,52 @@ fn create_prints_the_token_and_details() {
     let o = run(&db.url, &["token", "create", "-u", "bob", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert!(v["token"].as_str().unwrap().starts_with("pat_"));
+    // The default policy: 30 days.
+    assert_eq!(v["expiry"], "hard_limit");
+    let expires = time::OffsetDateTime::parse(
+        v["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let days = (expires - time::OffsetDateTime::now_utc()).whole_hours();
+    assert!((30 * 24 - 1..=30 * 24).contains(&days), "{v}");
+    // "Never" only where the policy allows it.
+    let o = run(&db.url, &["token", "create", "-u", "bob", "--never"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stderr.contains("--allow-never"), "{}", o.stderr);
+    let o = run(
+        &db.url,
+        &[
+            "--allow-never",
+            "token",
+            "create",
+            "-u",
+            "bob",
+            "--never",
+            "--json",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["expiry"], "never");
+    let o = run(&db.url, &["token", "create", "-u", "bob", "-e", "400d"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("366 days"), "{}", o.stderr);
+    let o = run(
+        &db.url,
+        &[
+            "--max-lifetime",
+            "500d",
+            "token",
+            "create",
+            "-u",
+            "bob",
+            "-e",
+            "400d",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("expires: 20"), "{}", o.stdout);
 }
 
 #[test]

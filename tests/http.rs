@@ -189,7 +189,7 @@ async fn invalid_tokens_share_one_answer() {
     let (good, _) = f.token("", Expiry::Never).await;
     let (disabled, mut rec) = f.token("", Expiry::Never).await;
     rec.active = false;
-    f.store.update(&rec).await.unwrap();
+    assert!(f.store.update(&rec).await.unwrap().is_written());
     let (expired, _) = f
         .token("", Expiry::hard(f.clock.now(), Duration::from_secs(10)))
         .await;
@@ -424,7 +424,7 @@ async fn disabled_and_invalidated_tokens_are_refused_on_the_next_request() {
         StatusCode::OK
     );
     rec.active = false;
-    f.store.update(&rec).await.unwrap();
+    assert!(f.store.update(&rec).await.unwrap().is_written());
     f.auth.invalidate(&rec.id).await.unwrap();
     assert_eq!(
         send(&f.app, "GET", "/whoami", Some(&bearer(&t)))
@@ -433,7 +433,8 @@ async fn disabled_and_invalidated_tokens_are_refused_on_the_next_request() {
         StatusCode::UNAUTHORIZED
     );
     rec.active = true;
-    f.store.update(&rec).await.unwrap();
+    rec.version += 1;
+    assert!(f.store.update(&rec).await.unwrap().is_written());
     f.auth.invalidate(&rec.id).await.unwrap();
     assert_eq!(
         send(&f.app, "GET", "/whoami", Some(&bearer(&t)))
@@ -529,7 +530,7 @@ async fn invalidate_wins_against_a_read_in_flight() {
     started.notified().await; // the read has the old (active) record
     *f.store.gate.lock().unwrap() = None;
     rec.active = false;
-    f.store.update(&rec).await.unwrap();
+    assert!(f.store.update(&rec).await.unwrap().is_written());
     f.auth.invalidate(&rec.id).await.unwrap();
     release.notify_one();
     let _ = in_flight.await.unwrap(); // began before the revocation: either answer is fair

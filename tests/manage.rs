@@ -35,6 +35,7 @@ async fn actor(m: &Manager, auth: &Authenticator, owner: &str, scopes: &[&str]) 
 #[tokio::test]
 async fn expiry_models() {
     let (m, _, _) = setup();
+    let m = m.with_policy(ExpiryPolicy::unrestricted());
     let t = m
         .create(OP, CreateTokenRequest::for_owner("a").expire("20d"))
         .await
@@ -138,22 +139,64 @@ async fn expiry_policy() {
         .await
         .is_err());
 
+    // The default policy: 30 days when no expiry is given, at most 366, never "never".
     let (m, _, _) = setup();
-    let m = m.with_policy(ExpiryPolicy::new().with_required_expiry(true));
-    assert!(m
+    let t = m
         .create(OP, CreateTokenRequest::for_owner("a"))
         .await
-        .is_err());
+        .unwrap();
+    assert_eq!(t.view.expires_at, Some(datetime!(2026-01-31 0:00 UTC)));
+    let err = m
+        .create(OP, CreateTokenRequest::for_owner("a").never_expires())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ManageError::BadInput { field, .. } if field == "never_expires"),
+        "{err}"
+    );
     assert!(m
-        .create(OP, CreateTokenRequest::for_owner("a").expire("400d"))
+        .create(OP, CreateTokenRequest::for_owner("a").expire("366d"))
         .await
         .is_ok());
-    let m = m.with_policy(ExpiryPolicy::new().with_default_lifetime(Duration::from_secs(3600)));
+    let err = m
+        .create(OP, CreateTokenRequest::for_owner("a").expire("367d"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("2027-01-02T00:00:00Z"), "{err}");
+    let t = m
+        .create(OP, CreateTokenRequest::for_owner("a").auto_refresh(60))
+        .await
+        .unwrap();
+    assert_eq!(t.view.not_after, Some(datetime!(2027-01-02 0:00 UTC)));
+    // "Never" only where the policy allows it explicitly.
+    let m = m.with_policy(ExpiryPolicy::new().allow_never());
+    let t = m
+        .create(OP, CreateTokenRequest::for_owner("a").never_expires())
+        .await
+        .unwrap();
+    assert_eq!(t.view.expires_at, None);
+    let t = m
+        .create(OP, CreateTokenRequest::for_owner("a"))
+        .await
+        .unwrap();
+    assert_eq!(t.view.expires_at, Some(datetime!(2026-01-31 0:00 UTC)));
+    let m =
+        m.with_policy(ExpiryPolicy::new().with_default_lifetime(Some(Duration::from_secs(3600))));
     let t = m
         .create(OP, CreateTokenRequest::for_owner("a"))
         .await
         .unwrap();
     assert_eq!(t.view.expires_at, Some(datetime!(2026-01-01 1:00 UTC)));
+    // Without a default and without "never", an expiry is required.
+    let m = m.with_policy(
+        ExpiryPolicy::new()
+            .with_default_lifetime(None)
+            .without_max_lifetime(),
+    );
+    assert!(m
+        .create(OP, CreateTokenRequest::for_owner("a"))
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -171,6 +214,7 @@ async fn rotation_grace_ends() {
             RotateRequest {
                 grace: Some("10m".into()),
                 new_id: false,
+                ..Default::default()
             },
         )
         .await
@@ -197,6 +241,7 @@ async fn rotation_grace_ends() {
             RotateRequest {
                 grace: Some("1h".into()),
                 new_id: true,
+                ..Default::default()
             },
         )
         .await
@@ -214,8 +259,8 @@ async fn rotation_grace_ends() {
 #[tokio::test]
 async fn rights_and_capping() {
     let (m, auth, _) = setup();
-    let alice = actor(&m, &auth, "alice", &["repo:read"]).await;
-    let bob = actor(&m, &auth, "bob", &["repo:write"]).await;
+    let alice = actor(&m, &auth, "alice", &["repo:read", "pat:write"]).await;
+    let bob = actor(&m, &auth, "bob", &["repo:write", "pat:write"]).await;
     let root = actor(&m, &auth, "root", &["pat:admin", "*"]).await;
     assert!(!m.is_admin(&alice));
     assert!(m.is_admin(&root));
@@ -258,7 +303,7 @@ async fn rights_and_capping() {
     assert_eq!(m.list(&bob, ListQuery::new()).await.unwrap().total, 1);
     assert!(matches!(
         m.list(&bob, ListQuery::new().owner("alice")).await,
-        Err(ManageError::Forbidden { .. })
+        Err(ManageError::InsufficientScope { scope }) if scope == "pat:admin"
     ));
     // Alice cannot raise her own token.
     let err = m

@@ -88,7 +88,7 @@ async fn invalidate_during_read_never_leaves_a_stale_entry() {
                 let now_active = !record.active;
                 with_read_in_flight(&store, &auth, &token, || async {
                     record.active = now_active;
-                    store.update(&record).await.unwrap();
+                    assert!(store.update(&record).await.unwrap().is_written());
                     auth.invalidate(&id).await.unwrap();
                 })
                 .await
@@ -105,7 +105,7 @@ async fn invalidate_during_read_never_leaves_a_stale_entry() {
                 let minted = auth.format().mint_with_id(id);
                 with_read_in_flight(&store, &auth, &token, || async {
                     record.secret_hash = minted.secret_hash;
-                    store.update(&record).await.unwrap();
+                    assert!(store.update(&record).await.unwrap().is_written());
                     auth.invalidate(&id).await.unwrap();
                 })
                 .await
@@ -208,7 +208,7 @@ async fn thousand_concurrent_requests_mixing_valid_revoked_and_unknown() {
             4 | 5 => {
                 let mut rec = c.record.clone();
                 rec.active = false;
-                store.update(&rec).await.unwrap();
+                assert!(store.update(&rec).await.unwrap().is_written());
                 auth.invalidate(&c.record.id).await.unwrap();
                 Kind::Disabled
             }

@@ -28,7 +28,7 @@ async fn revocation_reaches_the_other_replica(a: Authenticator, b: Authenticator
     b.authenticate(&token).await.unwrap(); // now cached in b for 30 s
     let mut record = created.record.clone();
     record.active = false;
-    assert!(a.store().update(&record).await.unwrap());
+    assert!(a.store().update(&record).await.unwrap().is_written());
     a.invalidate(&record.id).await.unwrap();
     assert!(matches!(
         a.authenticate(&token).await,
@@ -142,7 +142,7 @@ async fn sqlite_restart_keeps_tokens_and_revocations() {
         auth.authenticate(revoked.token.expose()).await.unwrap();
         let mut r = revoked.record.clone();
         r.active = false;
-        assert!(auth.store().update(&r).await.unwrap());
+        assert!(auth.store().update(&r).await.unwrap().is_written());
         auth.invalidate(&r.id).await.unwrap();
         auth.flush().await.unwrap();
         (kept, revoked)

@@ -96,7 +96,7 @@ async fn no_secret_in_logs_debug_or_bodies() {
     let disabled = auth.create(NewToken::new("bob", "off")).await.unwrap();
     let mut rec = disabled.record.clone();
     rec.active = false;
-    store.update(&rec).await.unwrap();
+    assert!(store.update(&rec).await.unwrap().is_written());
     let disabled = seen.token(disabled.token.expose());
     let minted = TokenFormat::default().mint();
     seen.debug(&minted);
@@ -126,6 +126,7 @@ async fn no_secret_in_logs_debug_or_bodies() {
             RotateRequest {
                 grace: Some("1h".into()),
                 new_id: false,
+                ..Default::default()
             },
         )
         .await
@@ -139,6 +140,7 @@ async fn no_secret_in_logs_debug_or_bodies() {
             RotateRequest {
                 grace: None,
                 new_id: true,
+                ..Default::default()
             },
         )
         .await
@@ -150,7 +152,7 @@ async fn no_secret_in_logs_debug_or_bodies() {
     )
     .unwrap();
     let patched = manager
-        .json_patch(&Actor::Operator, &moved.view.id.to_string(), &ops)
+        .json_patch(&Actor::Operator, &moved.view.id.to_string(), &ops, None)
         .await
         .unwrap();
     seen.debug(&patched);

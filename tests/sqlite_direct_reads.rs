@@ -26,7 +26,7 @@ async fn direct_reads_see_pool_writes_at_once() {
     let mut changed = created.record.clone();
     changed.name = "two".into();
     changed.active = false;
-    assert!(store.update(&changed).await.unwrap());
+    assert!(store.update(&changed).await.unwrap().is_written());
     let read = store.get(&id).await.unwrap().unwrap();
     assert_eq!((read.name.as_str(), read.active), ("two", false));
     assert!(store.delete(&id).await.unwrap());

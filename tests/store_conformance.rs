@@ -15,7 +15,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 use tower_pat::expiry::Expiry;
 use tower_pat::record::{PreviousSecret, TokenRecord};
-use tower_pat::store::{ListQuery, Order, SortField, StoreError, TokenStore, Touch};
+use tower_pat::store::{ListQuery, Order, SortField, StoreError, TokenStore, Touch, Update};
 use tower_pat::token::SecretHash;
 use tower_pat::{ScopeSet, TokenId};
 
@@ -230,7 +230,8 @@ mod suite {
         r.active = false;
         r.scopes = "repo:read".parse().unwrap();
         r.modified = T0 + secs(5);
-        assert!(store.update(&r).await.unwrap());
+        assert!(store.update(&r).await.unwrap().is_written());
+        r.version += 1;
         assert_eq!(store.get(&r.id).await.unwrap(), Some(r.clone()));
         // Indexes follow the update.
         let alice = store.list(&ListQuery::new().owner("alice")).await.unwrap();
@@ -239,7 +240,10 @@ mod suite {
         let bob = store.list(&ListQuery::new().owner("bob")).await.unwrap();
         assert_eq!(ids(&bob.items), vec![r.id]);
 
-        assert!(!store.update(&record("x", "never inserted")).await.unwrap());
+        assert_eq!(
+            store.update(&record("x", "never inserted")).await.unwrap(),
+            Update::NotFound
+        );
         assert!(store.delete(&r.id).await.unwrap());
         assert!(!store.delete(&r.id).await.unwrap());
         assert_eq!(store.get(&r.id).await.unwrap(), None);
@@ -551,6 +555,153 @@ mod suite {
         assert!(e.is_expired(now));
     }
 
+    /// Of two updates made from the same read, exactly one is written; the other
+    /// changes nothing (an acknowledged disable is never undone by a stale rename).
+    pub(crate) async fn compare_and_swap(store: Arc<dyn TokenStore>) {
+        let r = record("alice", "laptop");
+        store.insert(&r).await.unwrap();
+        let read = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(read.version, 1);
+        let mut disable = read.clone();
+        disable.active = false;
+        let mut rename = read.clone();
+        rename.name = "renamed".into();
+        assert_eq!(store.update(&disable).await.unwrap(), Update::Written);
+        assert_eq!(store.update(&rename).await.unwrap(), Update::Stale);
+        let now = store.get(&r.id).await.unwrap().unwrap();
+        assert!(!now.active, "the stale rename did not write active back");
+        assert_eq!(now.name, "laptop");
+        assert_eq!(now.version, 2);
+        // From the fresh read it goes through.
+        let mut rename = now.clone();
+        rename.name = "renamed".into();
+        assert_eq!(store.update(&rename).await.unwrap(), Update::Written);
+        let now = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(
+            (now.name.as_str(), now.active, now.version),
+            ("renamed", false, 3)
+        );
+
+        // Many writers from one read, at once: exactly one wins.
+        let read = now;
+        let writers = (0..16).map(|i| {
+            let store = store.clone();
+            let mut w = read.clone();
+            w.name = format!("writer {i}");
+            tokio::spawn(async move { store.update(&w).await.unwrap() })
+        });
+        let mut written = 0;
+        for w in writers {
+            match w.await.unwrap() {
+                Update::Written => written += 1,
+                Update::Stale => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(written, 1);
+        assert_eq!(store.get(&r.id).await.unwrap().unwrap().version, 4);
+    }
+
+    /// An update from a read made before a use keeps what the use wrote.
+    pub(crate) async fn update_keeps_touches(store: Arc<dyn TokenStore>) {
+        let mut r = record("alice", "sliding");
+        r.expiry = Expiry::AutoRefresh {
+            window: Duration::from_secs(600),
+            not_after: None,
+        };
+        r.expires_at = Some(T0 + secs(600));
+        store.insert(&r).await.unwrap();
+        let read = store.get(&r.id).await.unwrap().unwrap();
+        let touch = Touch {
+            last_used: T0 + secs(100),
+            expires_at: Some(T0 + secs(700)),
+        };
+        store.touch(&r.id, &touch).await.unwrap();
+        let mut rename = read;
+        rename.name = "renamed".into();
+        assert_eq!(store.update(&rename).await.unwrap(), Update::Written);
+        let now = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(now.name, "renamed");
+        assert_eq!(now.last_used, Some(T0 + secs(100)));
+        assert_eq!(now.expires_at, Some(T0 + secs(700)));
+        // A new expiry model is written as given.
+        let mut hard = now.clone();
+        hard.expiry = Expiry::HardLimit {
+            expires_at: T0 + secs(300),
+        };
+        hard.expires_at = Some(T0 + secs(300));
+        assert_eq!(store.update(&hard).await.unwrap(), Update::Written);
+        let now = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(now.expires_at, Some(T0 + secs(300)));
+    }
+
+    /// A rotation to a new id is one step: both changes or neither.
+    pub(crate) async fn atomic_replace(store: Arc<dyn TokenStore>) {
+        let old = record("alice", "old");
+        store.insert(&old).await.unwrap();
+        let old = store.get(&old.id).await.unwrap().unwrap();
+        // Deleting the old one.
+        let new = record("alice", "new");
+        assert_eq!(
+            store.replace(&old, true, &new).await.unwrap(),
+            Update::Written
+        );
+        assert!(store.get(&old.id).await.unwrap().is_none());
+        assert_eq!(store.get(&new.id).await.unwrap().unwrap().name, "new");
+        // Keeping the old one, changed (a grace period).
+        let new = store.get(&new.id).await.unwrap().unwrap();
+        let mut graced = new.clone();
+        graced.expiry = Expiry::HardLimit {
+            expires_at: T0 + secs(3600),
+        };
+        graced.expires_at = Some(T0 + secs(3600));
+        let newer = record("alice", "newer");
+        assert_eq!(
+            store.replace(&graced, false, &newer).await.unwrap(),
+            Update::Written
+        );
+        let kept = store.get(&new.id).await.unwrap().unwrap();
+        assert_eq!((kept.expires_at, kept.version), (Some(T0 + secs(3600)), 2));
+        assert!(store.get(&newer.id).await.unwrap().is_some());
+        // A stale old record: nothing happens, the new one is not inserted.
+        let third = record("alice", "third");
+        assert_eq!(
+            store.replace(&new, true, &third).await.unwrap(),
+            Update::Stale
+        );
+        assert!(store.get(&new.id).await.unwrap().is_some());
+        assert!(store.get(&third.id).await.unwrap().is_none());
+        // The new id taken: a conflict, and the old one is untouched.
+        assert!(matches!(
+            store.replace(&kept, true, &newer).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.get(&kept.id).await.unwrap().unwrap(), kept);
+        // No old record: nothing is inserted.
+        let ghost = record("alice", "ghost");
+        let fourth = record("alice", "fourth");
+        assert_eq!(
+            store.replace(&ghost, true, &fourth).await.unwrap(),
+            Update::NotFound
+        );
+        assert!(store.get(&fourth.id).await.unwrap().is_none());
+        // Two rotations from one read: exactly one happens.
+        let (a, b) = (record("alice", "a"), record("alice", "b"));
+        let (ra, rb) = tokio::join!(
+            store.replace(&kept, true, &a),
+            store.replace(&kept, true, &b)
+        );
+        let outcomes = [ra.unwrap(), rb.unwrap()];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_written()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        let got_a = store.get(&a.id).await.unwrap().is_some();
+        let got_b = store.get(&b.id).await.unwrap().is_some();
+        assert!(got_a ^ got_b, "exactly one replacement exists");
+    }
+
     pub(crate) async fn ids_unique(store: Arc<dyn TokenStore>) {
         let records: Vec<TokenRecord> = (0..200)
             .map(|i| record(&format!("user{}", i % 10), "bulk"))
@@ -573,7 +724,8 @@ macro_rules! conformance {
         mod $store {
             use super::*;
             conformance!(@each $setup; crud, unknown_ids, insert_conflict, round_trip, filters,
-                sorts, pagination, touch, concurrent_touches, disabled_and_expired, ids_unique);
+                sorts, pagination, touch, concurrent_touches, disabled_and_expired, ids_unique,
+                compare_and_swap, update_keeps_touches, atomic_replace);
         }
     };
     (@each $setup:path; $($test:ident),*) => {

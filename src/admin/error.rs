@@ -94,6 +94,17 @@ impl From<ManageError> for ApiError {
                 StatusCode::FORBIDDEN,
                 scope.iter().map(|s| json!({ "scope": s })).collect(),
             ),
+            ManageError::InsufficientScope { scope } => {
+                (StatusCode::FORBIDDEN, vec![json!({ "scope": scope })])
+            }
+            ManageError::OutlivesCaller { latest_end } => (
+                StatusCode::FORBIDDEN,
+                vec![json!({ "latest_end": crate::manage::rfc3339(*latest_end) })],
+            ),
+            ManageError::PreconditionFailed { current } => (
+                StatusCode::PRECONDITION_FAILED,
+                vec![json!({ "version": current })],
+            ),
             ManageError::Conflict { .. } => (StatusCode::CONFLICT, Vec::new()),
             ManageError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, Vec::new()),
             #[allow(unreachable_patterns)]

@@ -6,7 +6,7 @@ use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -80,9 +80,49 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
     res
 }
 
+/// A token's JSON with its version as the `ETag`.
+fn view_response(status: StatusCode, view: &TokenView) -> Response {
+    let mut res = json_response(status, view);
+    res.headers_mut().insert(ETAG, etag(view.version));
+    res
+}
+
+/// The strong entity tag of a token version: `"<version>"`.
+fn etag(version: u64) -> HeaderValue {
+    // Digits in quotes are always a valid header value.
+    HeaderValue::try_from(format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// The version an `If-Match` header asks for: `None` without one or for `*` (any
+/// version of a token that exists). A weak or malformed tag can match no version
+/// (RFC 9110 §13.1.1 compares strongly), so it asks for one no token has.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let mut tags = Vec::new();
+    for v in headers.get_all(IF_MATCH) {
+        let v = v.to_str().unwrap_or("");
+        tags.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()));
+    }
+    if tags.is_empty() || tags.contains(&"*") {
+        return Ok(None);
+    }
+    if tags.len() > 1 {
+        return Err(ManageError::bad_input(
+            "If-Match",
+            "give one entity tag, the ETag of the token as last read",
+        )
+        .into());
+    }
+    let version = tags[0]
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.parse::<u64>().ok());
+    Ok(Some(version.unwrap_or(u64::MAX)))
+}
+
 fn issued_response(status: StatusCode, issued: &IssuedToken) -> Response {
     let mut res = json_response(status, issued);
     let h = res.headers_mut();
+    h.insert(ETAG, etag(issued.view.version));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::try_from(format!("{BASE}/{}", issued.view.id)) {
         h.insert(LOCATION, v);
@@ -255,7 +295,7 @@ async fn get_token(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let view = m.get(&actor, &id).await?;
-    Ok(json_response(StatusCode::OK, &view))
+    Ok(view_response(StatusCode::OK, &view))
 }
 
 /// Patch a personal access token with JSON Patch (RFC 6902).
@@ -301,9 +341,10 @@ async fn patch_token(
             "send a JSON Patch with Content-Type: application/json-patch+json",
         ));
     }
+    let expected = if_match(&headers)?;
     let ops = json_patch::parse(&body).map_err(ManageError::from)?;
-    let view = m.json_patch(&actor, &id, &ops).await?;
-    Ok(json_response(StatusCode::OK, &view))
+    let view = m.json_patch(&actor, &id, &ops, expected).await?;
+    Ok(view_response(StatusCode::OK, &view))
 }
 
 /// Delete a personal access token; it stops working at once.
@@ -323,8 +364,9 @@ async fn delete_token(
     State(m): State<Manager>,
     Caller(actor): Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    m.delete(&actor, &id).await?;
+    m.delete_if(&actor, &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -351,9 +393,11 @@ async fn rotate_token(
     State(m): State<Manager>,
     Caller(actor): Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: RotateRequest = json_body(&body)?;
+    let mut req: RotateRequest = json_body(&body)?;
+    req.if_version = if_match(&headers)?;
     let status = if req.new_id {
         StatusCode::CREATED
     } else {

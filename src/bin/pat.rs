@@ -1,7 +1,7 @@
 //! `pat`: manage personal access tokens from a terminal (feature `cli`).
 //!
 //! ```text
-//! pat [--store URL] token create -u USER [-n NAME] [-e 20d] [-a SECONDS] [-s SCOPE]... [-q]
+//! pat [--store URL] token create -u USER [-n NAME] [-e 20d | -a SECONDS | --never] [-s SCOPE]... [-q]
 //! pat [--store URL] token list [-u USER] [--filter FIELD__OP=VALUE]... [--order-by F] [--json]
 //! pat [--store URL] token show ID [--json]
 //! pat [--store URL] token revoke|disable|enable ID
@@ -9,7 +9,10 @@
 //! pat [--store URL] token check TOKEN|- [--offline]
 //! ```
 //!
-//! The store is `--store URL` or `PAT_STORE_URL` (default `sqlite://pat.db`). Exit codes:
+//! The store is `--store URL` or `PAT_STORE_URL` (default `sqlite://pat.db`). The expiry
+//! policy is the library's default (30 days when no expiry is given, at most 366 days, no
+//! "never"), changed by `--default-lifetime`, `--max-lifetime` and `--allow-never`
+//! (`PAT_DEFAULT_LIFETIME`, `PAT_MAX_LIFETIME`, `PAT_ALLOW_NEVER`). Exit codes:
 //! 0 done, 1 not found or invalid, 2 usage error, 3 store unavailable. Errors are one line
 //! on stderr that says what to do.
 
@@ -20,10 +23,11 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tower_pat::expiry::parse_duration;
 use tower_pat::manage::filter::{apply_filter, parse_order};
 use tower_pat::manage::{
-    Actor, CreateTokenRequest, IssuedToken, ManageError, Manager, RotateRequest, TokenPatch,
-    TokenView,
+    Actor, CreateTokenRequest, ExpiryPolicy, IssuedToken, ManageError, Manager, RotateRequest,
+    TokenPatch, TokenView,
 };
 use tower_pat::store::{self, ListQuery, StoreError, TokenStore};
 use tower_pat::{AuthError, Authenticator, TokenFormat};
@@ -44,6 +48,20 @@ struct Cli {
     /// Token prefix, as the server is configured (default `pat`).
     #[arg(long, global = true, env = "PAT_TOKEN_PREFIX", default_value = "pat")]
     prefix: String,
+    /// Lifetime of a token created without -e, -a or --never.
+    #[arg(
+        long,
+        global = true,
+        env = "PAT_DEFAULT_LIFETIME",
+        default_value = "30d"
+    )]
+    default_lifetime: String,
+    /// Longest lifetime a token may have (the cap of an auto-refresh token included).
+    #[arg(long, global = true, env = "PAT_MAX_LIFETIME", default_value = "366d")]
+    max_lifetime: String,
+    /// Allow tokens that never expire (`token create --never`).
+    #[arg(long, global = true, env = "PAT_ALLOW_NEVER")]
+    allow_never: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,7 +143,7 @@ struct CreateArgs {
     /// A scope (repeatable); none = full access of the user.
     #[arg(short, long = "scope")]
     scope: Vec<String>,
-    /// Never expire (refused when the policy requires an expiry).
+    /// Never expire (only with --allow-never or PAT_ALLOW_NEVER=true).
     #[arg(long, conflicts_with_all = ["expire", "auto"])]
     never: bool,
     /// Print only the token value.
@@ -193,6 +211,9 @@ fn store_fail(e: &StoreError, url: &str) -> Fail {
 fn manage_fail(e: ManageError) -> Fail {
     let hint = match &e {
         ManageError::NotFound { .. } => "list the ids with `pat token list`",
+        ManageError::BadInput { field, .. } if field == "never_expires" => {
+            "pass --allow-never (or set PAT_ALLOW_NEVER=true) where tokens that never expire are acceptable"
+        }
         ManageError::BadInput { .. } | ManageError::Patch(_) => "fix the value and try again",
         ManageError::Unavailable(_) => {
             "check --store or PAT_STORE_URL and that the store is running"
@@ -241,7 +262,24 @@ async fn open(cli: &Cli) -> Result<(Manager, Arc<dyn TokenStore>), Fail> {
     let auth = Authenticator::builder(store.clone())
         .with_format(format)
         .build();
-    Ok((Manager::new(auth), store))
+    Ok((Manager::new(auth).with_policy(policy(cli)?), store))
+}
+
+/// The expiry policy the flags describe (the library's default without them).
+fn policy(cli: &Cli) -> Result<ExpiryPolicy, Fail> {
+    let duration = |flag: &str, v: &str| {
+        parse_duration(v).map_err(|e| Fail {
+            code: 2,
+            message: format!("bad --{flag}: {e}"),
+        })
+    };
+    let mut p = ExpiryPolicy::new()
+        .with_default_lifetime(Some(duration("default-lifetime", &cli.default_lifetime)?))
+        .with_max_lifetime(duration("max-lifetime", &cli.max_lifetime)?);
+    if cli.allow_never {
+        p = p.allow_never();
+    }
+    Ok(p)
 }
 
 async fn run(cli: Cli) -> Result<(), Fail> {
@@ -320,6 +358,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             let req = RotateRequest {
                 grace: grace.clone(),
                 new_id: *new_id,
+                ..Default::default()
             };
             let issued = m.rotate(op, id, req).await.map_err(manage_fail)?;
             print_issued(&mut out, &issued, *quiet, false);

@@ -36,6 +36,29 @@ pub enum ManageError {
         /// The scope the caller lacks, when that is the reason.
         scope: Option<String>,
     },
+    /// The caller's token lacks the management scope this needs (403,
+    /// `insufficient_scope`): `pat:read` to list and show, `pat:write` to create, patch,
+    /// rotate and delete, `pat:admin` for another user's tokens (names as configured).
+    #[error("insufficient scope: your token needs {scope} for this (ask for a token with it)")]
+    InsufficientScope {
+        /// The scope needed.
+        scope: String,
+    },
+    /// The new or changed token would end after the caller's own token (403): a token
+    /// never makes a token that outlives it.
+    #[error("forbidden: your token ends at {}, so a token it creates or changes must end by then: give an expiry (expire, validity_seconds or expires_at, the cap of an auto-refresh token included) no later than {}", rfc3339(*latest_end), rfc3339(*latest_end))]
+    OutlivesCaller {
+        /// The latest end allowed: the caller's own token's end.
+        latest_end: time::OffsetDateTime,
+    },
+    /// `If-Match` named a version the token no longer has (412); nothing was changed.
+    #[error(
+        "precondition failed: the token is at version {current}, not the one given; read it again"
+    )]
+    PreconditionFailed {
+        /// The token's version now.
+        current: u64,
+    },
     /// The change conflicts with the stored state (409).
     #[error("conflict: {message}")]
     Conflict {
@@ -77,7 +100,8 @@ impl ManageError {
     }
 
     /// A short machine-readable code: `invalid_request`, `invalid_patch`, `not_found`,
-    /// `forbidden`, `conflict` or `temporarily_unavailable`.
+    /// `forbidden`, `insufficient_scope`, `conflict`, `precondition_failed` or
+    /// `temporarily_unavailable`.
     pub fn code(&self) -> &'static str {
         match self {
             ManageError::BadInput { .. } => "invalid_request",
@@ -85,6 +109,9 @@ impl ManageError {
             ManageError::NotFound { .. } => "not_found",
             ManageError::Forbidden { .. } => "forbidden",
             ManageError::Conflict { .. } => "conflict",
+            ManageError::InsufficientScope { .. } => "insufficient_scope",
+            ManageError::OutlivesCaller { .. } => "forbidden",
+            ManageError::PreconditionFailed { .. } => "precondition_failed",
             ManageError::Unavailable(_) => "temporarily_unavailable",
         }
     }
@@ -99,4 +126,10 @@ impl From<StoreError> for ManageError {
             other => ManageError::Unavailable(other),
         }
     }
+}
+
+/// `t` as RFC 3339 (`2030-01-01T00:00:00Z`), for messages.
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }

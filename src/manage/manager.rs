@@ -16,8 +16,9 @@ use crate::expiry::{parse_duration, Expiry};
 use crate::principal::Principal;
 use crate::record::{PreviousSecret, TokenRecord};
 use crate::scope::{Scope, ScopeSet};
-use crate::store::{ListQuery, Page, StoreError};
-use crate::token::TokenId;
+use crate::store::{ListQuery, Page, StoreError, Update};
+use crate::token::{MintedToken, TokenId};
+use time::OffsetDateTime;
 
 /// Who is asking: a trusted operator (the CLI, your own code) or the holder of a token.
 #[derive(Debug, Clone)]
@@ -36,38 +37,152 @@ impl From<Principal> for Actor {
     }
 }
 
+/// The management scopes, weakest first: `read ⊂ write ⊂ admin` (default `pat:read`,
+/// `pat:write`, `pat:admin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManagementScopes {
+    /// Lists and shows the owner's tokens.
+    pub read: Scope,
+    /// Also creates, patches, rotates and deletes them.
+    pub write: Scope,
+    /// All of it, for every owner.
+    pub admin: Scope,
+}
+
+impl Default for ManagementScopes {
+    /// `pat:read`, `pat:write`, `pat:admin`.
+    fn default() -> Self {
+        let pat = |action: &str| Scope::Action {
+            resource: Some("pat".into()),
+            action: action.into(),
+        };
+        Self {
+            read: pat("read"),
+            write: pat("write"),
+            admin: pat("admin"),
+        }
+    }
+}
+
+impl ManagementScopes {
+    /// These three scopes, weakest first.
+    pub fn new(read: Scope, write: Scope, admin: Scope) -> Self {
+        Self { read, write, admin }
+    }
+}
+
+/// How much of token management an [`Actor`] may do, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Right {
+    /// List and show its owner's tokens.
+    Read,
+    /// Also create, patch, rotate and delete them.
+    Write,
+    /// All of it, for every owner.
+    Admin,
+}
+
+/// Tries of a change whose token another writer changed in between (fields it does not
+/// touch), before it is answered as a conflict.
+const MAX_TRIES: usize = 8;
+
+/// The fields an operation writes: a concurrent change to any of them is a conflict, a
+/// change to others is merged by trying again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fields {
+    name: bool,
+    scopes: bool,
+    active: bool,
+    expiry: bool,
+    secret: bool,
+}
+
+impl Fields {
+    const SECRET: Fields = Fields {
+        name: false,
+        scopes: false,
+        active: false,
+        expiry: false,
+        secret: true,
+    };
+
+    fn of(p: &TokenPatch) -> Self {
+        Self {
+            name: p.name.is_some(),
+            scopes: p.scopes.is_some(),
+            active: p.active.is_some(),
+            expiry: p.expires_at.is_some(),
+            secret: false,
+        }
+    }
+
+    /// Whether `a` and `b` agree on these fields.
+    fn same(self, a: &TokenRecord, b: &TokenRecord) -> bool {
+        (!self.name || a.name == b.name)
+            && (!self.scopes || a.scopes == b.scopes)
+            && (!self.active || a.active == b.active)
+            && (!self.expiry || a.expiry == b.expiry)
+            && (!self.secret
+                || (a.secret_hash == b.secret_hash && a.previous_secret == b.previous_secret))
+    }
+}
+
 /// The management API: create, get, list, patch, delete and rotate tokens, with rights.
 ///
-/// - **Admins** (a token whose scopes imply the admin scope, default `pat:admin`, e.g.
-///   `pat:admin`, `pat:*` or `*`) manage everyone's tokens. A full-access token (empty
-///   scopes) is *not* an admin token: it holds what its owner may do, and the library
-///   does not know that to include administration.
-/// - **Everyone else** manages only their own tokens; another user's token is
-///   [`ManageError::NotFound`] to them, and they cannot grant the admin scope.
-/// - **Scope cap**: nobody creates or patches a token to hold a scope their own token
-///   does not grant (a full-access token or `*` grants anything its owner has).
-/// - [`Actor::Operator`] has every right.
+/// **Rights through a token** ([`Actor::Principal`]) come from its management scopes
+/// ([`ManagementScopes`], `pat:read ⊂ pat:write ⊂ pat:admin` by default):
+///
+/// | the token holds | it may |
+/// |---|---|
+/// | `pat:read` | list and show its owner's tokens |
+/// | `pat:write`, `pat:*`, `*`, or no scopes (full access) | also create, patch, rotate and delete them |
+/// | `pat:admin` (exactly; no wildcard implies it) | all of it, for every owner |
+/// | none of these | nothing: [`ManageError::InsufficientScope`] naming the scope needed |
+///
+/// Another user's token is [`ManageError::NotFound`] to a non-admin.
+///
+/// **A child never holds more, nor outlives its parent.** When the actor is a token:
+/// - *scope cap*: nobody creates or patches a token to hold a scope their own token does
+///   not grant (a full-access token or `*` grants anything its owner has), and only an
+///   admin grants the admin scope;
+/// - *lifetime cap*: the new or patched token's absolute end (a hard `expires_at`, or an
+///   auto-refresh token's `not_after` cap) is no later than the actor token's own, when
+///   it has one; otherwise [`ManageError::OutlivesCaller`] names the latest allowed end.
+///   A token that never expires, or slides without a cap, has no end and is refused
+///   as a child of one that has;
+/// - *rotation keeps the end*: the new secret or id has the old token's expiry.
+///
+/// The [`ExpiryPolicy`] (30 days by default, at most 366, "never" only where allowed)
+/// applies to everyone, [`Actor::Operator`] included; the operator has every right.
+///
+/// **No lost updates.** Every change is a compare-and-swap on the token's
+/// [`version`](TokenRecord::version): a change whose token was changed in between in
+/// fields it does not write is tried again on the fresh record; one that collides with
+/// a change to its own fields is [`ManageError::Conflict`], and one made with an
+/// expected version ([`TokenPatch::if_version`], `If-Match` over HTTP) that no longer
+/// holds is [`ManageError::PreconditionFailed`]. So an acknowledged disable is never
+/// undone by a rename that read the token before it.
 ///
 /// Every change calls [`Authenticator::invalidate`], which also tells other replicas.
 /// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Manager {
     auth: Authenticator,
-    admin_scope: Scope,
+    scopes: ManagementScopes,
     policy: ExpiryPolicy,
     timeout: Duration,
 }
 
 impl Manager {
-    /// A manager over `auth`'s store, with admin scope `pat:admin`, no expiry policy and
-    /// a 5 s store timeout.
+    /// A manager over `auth`'s store, with the management scopes `pat:read`,
+    /// `pat:write`, `pat:admin`, the default [`ExpiryPolicy`] (30 days by default, at
+    /// most 366, never "never") and a 5 s store timeout.
     pub fn new(auth: Authenticator) -> Self {
         Self {
             auth,
-            admin_scope: Scope::Action {
-                resource: Some("pat".into()),
-                action: "admin".into(),
-            },
+            scopes: ManagementScopes::default(),
             policy: ExpiryPolicy::default(),
             timeout: Duration::from_secs(5),
         }
@@ -76,11 +191,18 @@ impl Manager {
     /// The scope that makes a token an admin token (default `pat:admin`).
     #[must_use]
     pub fn with_admin_scope(mut self, scope: Scope) -> Self {
-        self.admin_scope = scope;
+        self.scopes.admin = scope;
         self
     }
 
-    /// The expiry policy (default: none).
+    /// The three management scopes (default `pat:read`, `pat:write`, `pat:admin`).
+    #[must_use]
+    pub fn with_management_scopes(mut self, scopes: ManagementScopes) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// The expiry policy (default [`ExpiryPolicy::default`]).
     #[must_use]
     pub fn with_policy(mut self, policy: ExpiryPolicy) -> Self {
         self.policy = policy;
@@ -101,7 +223,12 @@ impl Manager {
 
     /// The admin scope.
     pub fn admin_scope(&self) -> &Scope {
-        &self.admin_scope
+        &self.scopes.admin
+    }
+
+    /// The management scopes.
+    pub fn management_scopes(&self) -> &ManagementScopes {
+        &self.scopes
     }
 
     /// The expiry policy.
@@ -109,15 +236,48 @@ impl Manager {
         &self.policy
     }
 
+    /// What `actor` may do: [`Right::Admin`] for the operator, else by its token's
+    /// management scopes (see [`Manager`]); `None` for a token without any.
+    pub fn right(&self, actor: &Actor) -> Option<Right> {
+        let Actor::Principal(p) = actor else {
+            return Some(Right::Admin);
+        };
+        let m = &self.scopes;
+        let has = |s: &Scope| p.scopes.iter().any(|x| x == s);
+        let wildcard = |x: &Scope| match x {
+            Scope::All => true,
+            Scope::AnyAction { resource } => m.write.resource() == Some(&**resource),
+            _ => false,
+        };
+        if has(&m.admin) {
+            Some(Right::Admin)
+        } else if p.scopes.is_full_access() || has(&m.write) || p.scopes.iter().any(wildcard) {
+            Some(Right::Write)
+        } else if has(&m.read) {
+            Some(Right::Read)
+        } else {
+            None
+        }
+    }
+
     /// Whether `actor` may manage everyone's tokens.
     pub fn is_admin(&self, actor: &Actor) -> bool {
-        match actor {
-            Actor::Operator => true,
-            Actor::Principal(p) => p
-                .scopes
-                .iter()
-                .any(|s| s.implies(&self.admin_scope, p.hierarchy())),
+        self.right(actor) == Some(Right::Admin)
+    }
+
+    /// Refuses an actor without `needed`, naming the scope it lacks.
+    fn require(&self, actor: &Actor, needed: Right) -> Result<(), ManageError> {
+        if self.right(actor).is_some_and(|r| r >= needed) {
+            return Ok(());
         }
+        let scope = match needed {
+            Right::Read => &self.scopes.read,
+            Right::Write => &self.scopes.write,
+            Right::Admin => &self.scopes.admin,
+        };
+        Err(ManageError::InsufficientScope {
+            scope: scope.to_string(),
+        })
     }
 
     fn owns(&self, actor: &Actor, owner: &str) -> bool {
@@ -133,14 +293,11 @@ impl Manager {
         let Actor::Principal(p) = actor else {
             return Ok(());
         };
-        let h = p.hierarchy();
+        let admin = &self.scopes.admin;
         if !self.is_admin(actor) {
-            if let Some(s) = requested.iter().find(|s| s.implies(&self.admin_scope, h)) {
+            if let Some(s) = requested.iter().find(|s| *s == admin) {
                 return Err(ManageError::forbidden(
-                    format!(
-                        "only an admin may grant {s}, which implies {}",
-                        self.admin_scope
-                    ),
+                    format!("only an admin may grant {s}"),
                     Some(s.to_string()),
                 ));
             }
@@ -160,6 +317,22 @@ impl Manager {
                 Some(m.to_string()),
             )),
             None => Ok(()),
+        }
+    }
+
+    /// The end the actor's own token puts on what it creates or changes: its absolute
+    /// end, read from the store (`None`: no end, or the operator).
+    async fn caller_end(&self, actor: &Actor) -> Result<Option<OffsetDateTime>, ManageError> {
+        let Actor::Principal(p) = actor else {
+            return Ok(None);
+        };
+        match self.io(self.auth.store().get(&p.token_id)).await? {
+            Some(r) => Ok(r.absolute_end()),
+            // Revoked while the request ran: it may not act any more.
+            None => Err(ManageError::forbidden(
+                "your token was revoked while this request ran",
+                None,
+            )),
         }
     }
 
@@ -189,6 +362,40 @@ impl Manager {
         }
     }
 
+    /// The record again after a write found it changed: refused if `if_version` was
+    /// given, or if another writer changed `fields` since `first` was read.
+    async fn reread(
+        &self,
+        actor: &Actor,
+        id: &str,
+        if_version: Option<u64>,
+        fields: Fields,
+        first: &TokenRecord,
+    ) -> Result<TokenRecord, ManageError> {
+        let current = self.visible(actor, id).await?;
+        if if_version.is_some() {
+            return Err(ManageError::PreconditionFailed {
+                current: current.version,
+            });
+        }
+        if !fields.same(first, &current) {
+            return Err(ManageError::Conflict {
+                message: "the token was changed in the same fields at the same time; read it again and retry".into(),
+            });
+        }
+        Ok(current)
+    }
+
+    /// Refuses `record` unless it is at `if_version` (when given).
+    fn expect(record: &TokenRecord, if_version: Option<u64>) -> Result<(), ManageError> {
+        match if_version {
+            Some(v) if v != record.version => Err(ManageError::PreconditionFailed {
+                current: record.version,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Creates a token. The returned [`IssuedToken::token`] is the only time the token
     /// string is shown.
     pub async fn create(
@@ -196,6 +403,7 @@ impl Manager {
         actor: &Actor,
         req: CreateTokenRequest,
     ) -> Result<IssuedToken, ManageError> {
+        self.require(actor, Right::Write)?;
         let owner = match (&req.owner, actor) {
             (Some(o), _) => o.clone(),
             (None, Actor::Principal(p)) => p.owner.to_string(),
@@ -205,15 +413,15 @@ impl Manager {
         };
         check_owner(&owner)?;
         if !self.owns(actor, &owner) {
-            return Err(ManageError::forbidden(
-                "only an admin may create tokens for another user",
-                None,
-            ));
+            return Err(ManageError::InsufficientScope {
+                scope: self.scopes.admin.to_string(),
+            });
         }
         check_name(&req.name).map_err(|m| ManageError::bad_input("name", m))?;
         let scopes = req.parse_scopes()?;
         self.check_grant(actor, &scopes)?;
         let expiry = req.resolve_expiry(self.auth.clock().now(), &self.policy)?;
+        within(&expiry, self.caller_end(actor).await?)?;
         let created = self
             .io(self.auth.create(NewToken {
                 owner,
@@ -233,23 +441,24 @@ impl Manager {
 
     /// One token.
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<TokenView, ManageError> {
+        self.require(actor, Right::Read)?;
         self.visible(actor, id).await.map(TokenView::from)
     }
 
     /// One page of tokens. A non-admin sees only their own (`query.owner` must be unset
-    /// or theirs, else [`ManageError::Forbidden`]).
+    /// or theirs, else [`ManageError::InsufficientScope`] naming the admin scope).
     pub async fn list(
         &self,
         actor: &Actor,
         mut query: ListQuery,
     ) -> Result<Page<TokenView>, ManageError> {
+        self.require(actor, Right::Read)?;
         if let Actor::Principal(p) = actor {
             if !self.is_admin(actor) {
                 if query.owner.as_deref().is_some_and(|o| o != &*p.owner) {
-                    return Err(ManageError::forbidden(
-                        "only an admin may list another user's tokens",
-                        None,
-                    ));
+                    return Err(ManageError::InsufficientScope {
+                        scope: self.scopes.admin.to_string(),
+                    });
                 }
                 query.owner = Some(p.owner.to_string());
             }
@@ -262,26 +471,32 @@ impl Manager {
     }
 
     /// Changes name, scopes, active flag or expiry. Validation happens before anything is
-    /// written: a refused patch changes nothing.
+    /// written: a refused patch changes nothing. With [`TokenPatch::if_version`], only
+    /// a token still at that version is changed.
     pub async fn patch(
         &self,
         actor: &Actor,
         id: &str,
         patch: TokenPatch,
     ) -> Result<TokenView, ManageError> {
+        self.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
-        self.patch_record(actor, record, patch).await
+        self.patch_record(actor, id, record, patch).await
     }
 
     /// Applies a JSON Patch (RFC 6902) to the token's [`TokenView`], all or nothing, then
-    /// checks and stores the result like [`patch`](Self::patch).
+    /// checks and stores the result like [`patch`](Self::patch); `if_version` as
+    /// [`TokenPatch::if_version`].
     pub async fn json_patch(
         &self,
         actor: &Actor,
         id: &str,
         ops: &[PatchOperation],
+        if_version: Option<u64>,
     ) -> Result<TokenView, ManageError> {
+        self.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
+        Self::expect(&record, if_version)?;
         let before = TokenView::from(&record);
         let mut after = before.clone();
         json_patch::apply(ops, &mut after)?;
@@ -301,51 +516,89 @@ impl Manager {
         if patch.is_empty() {
             return Ok(before);
         }
-        self.patch_record(actor, record, patch).await
+        patch.if_version = if_version;
+        self.patch_record(actor, id, record, patch).await
     }
 
+    /// Applies `patch` to `record` (as first read) and stores it by compare-and-swap,
+    /// trying again on a fresh read while no one else changed the fields it writes.
     async fn patch_record(
         &self,
         actor: &Actor,
+        id: &str,
         mut record: TokenRecord,
         patch: TokenPatch,
     ) -> Result<TokenView, ManageError> {
-        let now = self.auth.clock().now();
-        if let Some(name) = patch.name {
-            check_name(&name).map_err(|m| ManageError::bad_input("name", m))?;
-            record.name = name;
+        Self::expect(&record, patch.if_version)?;
+        let fields = Fields::of(&patch);
+        if let Some(name) = &patch.name {
+            check_name(name).map_err(|m| ManageError::bad_input("name", m))?;
         }
-        if let Some(scopes) = patch.scopes {
-            if scopes != record.scopes {
-                self.check_grant(actor, &scopes)?;
+        let caller_end = match patch.expires_at {
+            Some(_) => self.caller_end(actor).await?,
+            None => None,
+        };
+        let first = record.clone();
+        for _ in 0..MAX_TRIES {
+            let now = self.auth.clock().now();
+            let mut next = record.clone();
+            if let Some(name) = &patch.name {
+                next.name.clone_from(name);
             }
-            record.scopes = scopes;
+            if let Some(scopes) = &patch.scopes {
+                if *scopes != next.scopes {
+                    self.check_grant(actor, scopes)?;
+                }
+                next.scopes = scopes.clone();
+            }
+            if let Some(active) = patch.active {
+                next.active = active;
+            }
+            if let Some(at) = patch.expires_at {
+                let expiry = match at {
+                    None => Expiry::Never,
+                    Some(expires_at) => Expiry::HardLimit { expires_at },
+                };
+                let expiry = self.policy.check(expiry, next.created, now)?;
+                within(&expiry, caller_end)?;
+                next.expires_at = expiry.expires_at_from(now);
+                next.expiry = expiry;
+            }
+            next.modified = now;
+            match self.io(self.auth.store().update(&next)).await? {
+                Update::Written => {
+                    next.version = record.version.wrapping_add(1);
+                    self.invalidate(&next.id).await;
+                    tracing::info!(token_id = %next.id, "token changed");
+                    return Ok(TokenView::from(&next));
+                }
+                Update::Stale => {
+                    record = self
+                        .reread(actor, id, patch.if_version, fields, &first)
+                        .await?;
+                }
+                _ => return Err(ManageError::not_found(id)),
+            }
         }
-        if let Some(active) = patch.active {
-            record.active = active;
-        }
-        if let Some(at) = patch.expires_at {
-            let expiry = match at {
-                None => Expiry::Never,
-                Some(expires_at) => Expiry::HardLimit { expires_at },
-            };
-            let expiry = self.policy.check(expiry, record.created, now)?;
-            record.expires_at = expiry.expires_at_from(now);
-            record.expiry = expiry;
-        }
-        record.modified = now;
-        if !self.io(self.auth.store().update(&record)).await? {
-            return Err(ManageError::not_found(record.id.as_str()));
-        }
-        self.invalidate(&record.id).await;
-        tracing::info!(token_id = %record.id, "token changed");
-        Ok(TokenView::from(&record))
+        Err(busy())
     }
 
     /// Deletes a token; it stops working at once here and, through the store's change
     /// messages, on other replicas.
     pub async fn delete(&self, actor: &Actor, id: &str) -> Result<(), ManageError> {
+        self.delete_if(actor, id, None).await
+    }
+
+    /// [`delete`](Self::delete), only if the token is at `if_version` (when given).
+    pub async fn delete_if(
+        &self,
+        actor: &Actor,
+        id: &str,
+        if_version: Option<u64>,
+    ) -> Result<(), ManageError> {
+        self.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
+        Self::expect(&record, if_version)?;
         if !self.io(self.auth.store().delete(&record.id)).await? {
             return Err(ManageError::not_found(id));
         }
@@ -356,43 +609,85 @@ impl Manager {
 
     /// Rotates a token: a new secret for the same id, or a new linked token (see
     /// [`RotateRequest`]). The old secret works until the grace period ends, or not at
-    /// all without one.
+    /// all without one. The token keeps its expiry: rotation never extends its end.
+    /// Replacing by a new id is one atomic store step: afterwards the old token is
+    /// gone (or ends with the grace period) and the new one exists, or neither changed.
     pub async fn rotate(
         &self,
         actor: &Actor,
         id: &str,
         req: RotateRequest,
     ) -> Result<IssuedToken, ManageError> {
+        self.require(actor, Right::Write)?;
         let grace = req
             .grace
             .as_deref()
             .map(parse_duration)
             .transpose()
             .map_err(|e| ManageError::bad_input("grace", e.to_string()))?;
-        let record = self.visible(actor, id).await?;
-        let now = self.auth.clock().now();
+        let mut record = self.visible(actor, id).await?;
+        Self::expect(&record, req.if_version)?;
+        let first = record.clone();
         let format = self.auth.format();
-        if !req.new_id {
-            let minted = format.mint_with_id(record.id);
-            let mut r = record.clone();
-            r.previous_secret = grace.map(|g| PreviousSecret {
-                hash: record.secret_hash,
-                valid_until: clock::add(now, g),
-            });
-            r.secret_hash = minted.secret_hash;
-            r.modified = now;
-            if !self.io(self.auth.store().update(&r)).await? {
-                return Err(ManageError::not_found(id));
-            }
-            self.invalidate(&r.id).await;
-            tracing::info!(token_id = %r.id, "token rotated");
+        let minted = if req.new_id {
+            format.mint()
+        } else {
+            format.mint_with_id(record.id)
+        };
+        for _ in 0..MAX_TRIES {
+            let now = self.auth.clock().now();
+            let done = if req.new_id {
+                self.rotate_to_new_id(&record, &minted, grace, now).await?
+            } else {
+                let mut r = record.clone();
+                r.previous_secret = grace.map(|g| PreviousSecret {
+                    hash: record.secret_hash,
+                    valid_until: clock::add(now, g),
+                });
+                r.secret_hash = minted.secret_hash;
+                r.modified = now;
+                match self.io(self.auth.store().update(&r)).await? {
+                    Update::Written => {
+                        r.version = record.version.wrapping_add(1);
+                        Some(r)
+                    }
+                    Update::Stale => None,
+                    _ => return Err(ManageError::not_found(id)),
+                }
+            };
+            let Some(view) = done else {
+                record = self
+                    .reread(actor, id, req.if_version, Fields::SECRET, &first)
+                    .await?;
+                continue;
+            };
+            self.invalidate(&record.id).await;
+            let replaces = if req.new_id {
+                self.invalidate(&view.id).await;
+                tracing::info!(token_id = %view.id, replaces = %record.id, "token rotated to a new id");
+                Some(record.id)
+            } else {
+                tracing::info!(token_id = %view.id, "token rotated");
+                None
+            };
             return Ok(IssuedToken {
-                view: TokenView::from(&r),
+                view: TokenView::from(&view),
                 token: minted.token,
-                replaces: None,
+                replaces,
             });
         }
-        let minted = format.mint();
+        Err(busy())
+    }
+
+    /// One try of a rotation to a new id: the new record, or `None` when the old one
+    /// changed since it was read.
+    async fn rotate_to_new_id(
+        &self,
+        record: &TokenRecord,
+        minted: &MintedToken,
+        grace: Option<Duration>,
+        now: OffsetDateTime,
+    ) -> Result<Option<TokenRecord>, ManageError> {
         let mut new = TokenRecord::new(
             minted.id,
             record.owner.clone(),
@@ -402,29 +697,50 @@ impl Manager {
             minted.secret_hash,
             now,
         );
+        // The same expiry model, so the same end: rotation never extends it.
         new.active = record.active;
-        self.io(self.auth.store().insert(&new)).await?;
-        match grace {
-            Some(g) => {
-                let end = clock::add(now, g);
-                let end = record.expires_at.map_or(end, |e| e.min(end));
-                let mut old = record.clone();
-                old.expiry = Expiry::HardLimit { expires_at: end };
-                old.expires_at = Some(end);
-                old.modified = now;
-                self.io(self.auth.store().update(&old)).await?;
-            }
-            None => {
-                self.io(self.auth.store().delete(&record.id)).await?;
-            }
+        let old = grace.map(|g| {
+            let end = clock::add(now, g);
+            let end = record.expires_at.map_or(end, |e| e.min(end));
+            let mut old = record.clone();
+            old.expiry = Expiry::HardLimit { expires_at: end };
+            old.expires_at = Some(end);
+            old.modified = now;
+            old
+        });
+        let done = self
+            .io(self
+                .auth
+                .store()
+                .replace(old.as_ref().unwrap_or(record), old.is_none(), &new))
+            .await?;
+        match done {
+            Update::Written => Ok(Some(new)),
+            Update::Stale => Ok(None),
+            _ => Err(ManageError::not_found(record.id.as_str())),
         }
-        self.invalidate(&record.id).await;
-        self.invalidate(&new.id).await;
-        tracing::info!(token_id = %new.id, replaces = %record.id, "token rotated to a new id");
-        Ok(IssuedToken {
-            view: TokenView::from(&new),
-            token: minted.token,
-            replaces: Some(record.id),
-        })
+    }
+}
+
+/// Refuses `expiry` if it ends after `caller_end` (or has no end while that is set).
+fn within(expiry: &Expiry, caller_end: Option<OffsetDateTime>) -> Result<(), ManageError> {
+    let Some(latest_end) = caller_end else {
+        return Ok(());
+    };
+    let end = match *expiry {
+        Expiry::HardLimit { expires_at } => Some(expires_at),
+        Expiry::AutoRefresh { not_after, .. } => not_after,
+        _ => None,
+    };
+    match end {
+        Some(e) if e <= latest_end => Ok(()),
+        _ => Err(ManageError::OutlivesCaller { latest_end }),
+    }
+}
+
+/// The answer when a token kept changing under a change.
+fn busy() -> ManageError {
+    ManageError::Conflict {
+        message: "the token kept changing while this change was tried; try again".into(),
     }
 }

@@ -13,7 +13,10 @@
 //!
 //! // A trusted operator (your server code, the CLI) creates a token for alice.
 //! let issued = manager
-//!     .create(&Actor::Operator, CreateTokenRequest::for_owner("alice").scope("repo:read").expire("20d"))
+//!     .create(
+//!         &Actor::Operator,
+//!         CreateTokenRequest::for_owner("alice").scope("repo:read").scope("pat:write").expire("20d"),
+//!     )
 //!     .await
 //!     .unwrap();
 //! println!("token: {}", issued.token.expose()); // shown this once
@@ -32,13 +35,16 @@
 //! # }
 //! ```
 //!
-//! | operation | who | notes |
+//! | operation | needs (a token acting for its owner; `pat:admin` for anyone's) | notes |
 //! |---|---|---|
-//! | [`Manager::create`] | owner or admin | scopes capped by the caller's; [`ExpiryPolicy`] applies |
-//! | [`Manager::get`], [`Manager::list`] | owner or admin | another user's token is `NotFound` to a non-admin |
-//! | [`Manager::patch`], [`Manager::json_patch`] | owner or admin | name, scopes, active, expires_at; all or nothing |
-//! | [`Manager::delete`] | owner or admin | revokes at once |
-//! | [`Manager::rotate`] | owner or admin | same id + new secret, or a new linked id; optional grace |
+//! | [`Manager::create`] | `pat:write` | scopes capped by the caller's, end capped by the caller's end; [`ExpiryPolicy`] applies |
+//! | [`Manager::get`], [`Manager::list`] | `pat:read` | another user's token is `NotFound` to a non-admin |
+//! | [`Manager::patch`], [`Manager::json_patch`] | `pat:write` | name, scopes, active, expires_at; all or nothing; compare-and-swap |
+//! | [`Manager::delete`] | `pat:write` | revokes at once |
+//! | [`Manager::rotate`] | `pat:write` | same id + new secret, or a new linked id; optional grace; keeps the end |
+//!
+//! A full-access token (no scopes), `*` and `pat:*` hold `pat:write`; only `pat:admin`
+//! itself makes an admin. The [`Manager`] docs have the rules in full.
 
 mod error;
 pub mod filter;
@@ -47,9 +53,10 @@ mod manager;
 mod request;
 mod view;
 
+pub(crate) use error::rfc3339;
 pub use error::ManageError;
 pub use json_patch::{PatchError, PatchOperation};
-pub use manager::{Actor, Manager};
+pub use manager::{Actor, ManagementScopes, Manager, Right};
 pub use request::{
     parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch, MAX_NAME_LEN,
     MAX_OWNER_LEN,

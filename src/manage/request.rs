@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::error::ManageError;
+use super::error::{rfc3339, ManageError};
 use crate::clock;
 use crate::expiry::{parse_duration, Expiry};
 use crate::scope::ScopeSet;
@@ -22,8 +22,7 @@ pub const MAX_OWNER_LEN: usize = 255;
 /// (SailPoint's `accessTokenValiditySeconds`), `expires_at` (RFC 3339) or
 /// `never_expires`. `auto_refresh_seconds` makes the token sliding (Cells' auto-refresh);
 /// with `expire`, `validity_seconds` or `expires_at` as well, that is its absolute end.
-/// With none, the [`ExpiryPolicy`] default applies (never, unless the policy says
-/// otherwise).
+/// With none, the [`ExpiryPolicy`]'s default lifetime applies (30 days by default).
 ///
 /// ```
 /// use tower_pat::manage::CreateTokenRequest;
@@ -59,7 +58,7 @@ pub struct CreateTokenRequest {
     /// Sliding expiry: valid while used at least once per this many seconds.
     #[serde(default, alias = "auto")]
     pub auto_refresh_seconds: Option<u64>,
-    /// Never expires (refused when the policy requires an expiry).
+    /// Never expires (refused unless the policy allows it: [`ExpiryPolicy::allow_never`]).
     #[serde(default)]
     pub never_expires: bool,
 }
@@ -101,7 +100,7 @@ impl CreateTokenRequest {
         self
     }
 
-    /// Never expiring.
+    /// Never expiring (where the policy allows it).
     #[must_use]
     pub fn never_expires(mut self) -> Self {
         self.never_expires = true;
@@ -156,15 +155,15 @@ impl CreateTokenRequest {
             },
             (None, Some(expires_at)) => Expiry::HardLimit { expires_at },
             (None, None) if self.never_expires => Expiry::Never,
-            (None, None) => match policy.default_lifetime.or(policy.max_lifetime) {
+            (None, None) => match policy.default_for_new() {
                 Some(d) => Expiry::hard(now, d),
-                None if policy.require_expiry => {
+                None if policy.never_allowed => Expiry::Never,
+                None => {
                     return Err(ManageError::bad_input(
                         "expire",
                         "an expiry is required: give expire (e.g. 20d), validity_seconds, expires_at or auto_refresh_seconds",
                     ))
                 }
-                None => Expiry::Never,
             },
         };
         policy.check(expiry, now, now)
@@ -183,6 +182,9 @@ pub struct TokenPatch {
     pub active: Option<bool>,
     /// New hard expiry (`Some(None)` = never); replaces any auto-refresh model.
     pub expires_at: Option<Option<OffsetDateTime>>,
+    /// Change only a token at this version (`If-Match`); else
+    /// [`ManageError::PreconditionFailed`] and nothing changes.
+    pub if_version: Option<u64>,
 }
 
 impl TokenPatch {
@@ -219,9 +221,19 @@ impl TokenPatch {
         self
     }
 
+    /// Only if the token is at `version` (see [`TokenPatch::if_version`]).
+    #[must_use]
+    pub fn if_version(mut self, version: u64) -> Self {
+        self.if_version = Some(version);
+        self
+    }
+
     /// True when it changes nothing.
     pub fn is_empty(&self) -> bool {
-        self == &Self::default()
+        self.name.is_none()
+            && self.scopes.is_none()
+            && self.active.is_none()
+            && self.expires_at.is_none()
     }
 }
 
@@ -241,47 +253,114 @@ pub struct RotateRequest {
     /// Issue a new id instead of a new secret for the same id.
     #[serde(default)]
     pub new_id: bool,
+    /// Rotate only a token at this version (`If-Match` over HTTP).
+    #[serde(skip)]
+    pub if_version: Option<u64>,
 }
 
-/// Rules for expiries, checked on create, patch and rotation. Default: no rule, and
-/// tokens created without an expiry never expire.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Rules for expiries, checked on create and patch (rotation keeps a token's end).
+///
+/// The default is deliberately strict, because a token that never expires is the one
+/// that leaks years later:
+///
+/// | field | default | why |
+/// |---|---|---|
+/// | [`default_lifetime`](Self::default_lifetime) | 30 days | a token created without any expiry field still dies on its own (GitLab, GitHub's classic default) |
+/// | [`max_lifetime`](Self::max_lifetime) | 366 days | no token lives longer than a year and a day (GitHub fine-grained tokens' maximum) |
+/// | [`never_allowed`](Self::never_allowed) | `false` | "never expires" only where the policy says so: [`ExpiryPolicy::allow_never`] |
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_pat::manage::ExpiryPolicy;
+///
+/// let strict = ExpiryPolicy::default(); // 30 days by default, at most 366, never "never"
+/// assert_eq!(strict.default_lifetime, Some(Duration::from_secs(30 * 86_400)));
+/// let ci = ExpiryPolicy::default().with_max_lifetime(Duration::from_secs(90 * 86_400));
+/// let legacy = ExpiryPolicy::unrestricted(); // no default, no maximum, "never" allowed
+/// # let _ = (ci, legacy);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExpiryPolicy {
-    /// Longest a token may live, from its creation (auto-refresh tokens are capped too).
-    pub max_lifetime: Option<Duration>,
-    /// Refuse tokens that never expire.
-    pub require_expiry: bool,
-    /// The lifetime of a token created without an expiry (default: `max_lifetime`, else
-    /// never).
+    /// The lifetime of a token created without any expiry field (default 30 days; never
+    /// more than [`max_lifetime`](Self::max_lifetime)). `None`: such a token never
+    /// expires if [`never_allowed`](Self::never_allowed), else the request is refused.
     pub default_lifetime: Option<Duration>,
+    /// Longest a token may live, from its creation (default 366 days). A sliding token's
+    /// absolute end is capped at it. `None`: no maximum.
+    pub max_lifetime: Option<Duration>,
+    /// Whether a token may be asked never to expire (`never_expires`; default `false`).
+    /// A token that never expires has no end, so the maximum does not apply to it.
+    pub never_allowed: bool,
+}
+
+/// 30 days.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+/// 366 days.
+const MAX_LIFETIME: Duration = Duration::from_secs(366 * 86_400);
+
+impl Default for ExpiryPolicy {
+    /// 30 days by default, at most 366 days, "never" refused.
+    fn default() -> Self {
+        Self {
+            default_lifetime: Some(DEFAULT_LIFETIME),
+            max_lifetime: Some(MAX_LIFETIME),
+            never_allowed: false,
+        }
+    }
 }
 
 impl ExpiryPolicy {
-    /// No rules.
+    /// The default policy: 30 days by default, at most 366 days, "never" refused.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Tokens live at most `d` (this also requires an expiry).
+    /// No rules: no default lifetime (a token without an expiry never expires), no
+    /// maximum, "never" allowed. For tests and migrations; not for a server.
+    pub fn unrestricted() -> Self {
+        Self {
+            default_lifetime: None,
+            max_lifetime: None,
+            never_allowed: true,
+        }
+    }
+
+    /// Tokens live at most `d` from their creation.
     #[must_use]
     pub fn with_max_lifetime(mut self, d: Duration) -> Self {
         self.max_lifetime = Some(d);
         self
     }
 
-    /// Refuse tokens that never expire.
+    /// No maximum lifetime.
     #[must_use]
-    pub fn with_required_expiry(mut self, on: bool) -> Self {
-        self.require_expiry = on;
+    pub fn without_max_lifetime(mut self) -> Self {
+        self.max_lifetime = None;
         self
     }
 
-    /// Lifetime of tokens created without an expiry.
+    /// Lifetime of tokens created without an expiry (`None`: they never expire where
+    /// "never" is allowed, and are refused elsewhere).
     #[must_use]
-    pub fn with_default_lifetime(mut self, d: Duration) -> Self {
-        self.default_lifetime = Some(d);
+    pub fn with_default_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.default_lifetime = d;
         self
+    }
+
+    /// Allows tokens that never expire, when asked for explicitly (`never_expires`).
+    #[must_use]
+    pub fn allow_never(mut self) -> Self {
+        self.never_allowed = true;
+        self
+    }
+
+    /// The lifetime a token created without an expiry gets.
+    fn default_for_new(&self) -> Option<Duration> {
+        match (self.default_lifetime, self.max_lifetime) {
+            (Some(d), Some(m)) => Some(d.min(m)),
+            (d, m) => d.or(m),
+        }
     }
 
     /// Checks `expiry` for a token created at `created`, now being `now`; caps the end of
@@ -294,9 +373,9 @@ impl ExpiryPolicy {
     ) -> Result<Expiry, ManageError> {
         let limit = self.max_lifetime.map(|m| clock::add(created, m));
         match expiry {
-            Expiry::Never if self.require_expiry || limit.is_some() => Err(ManageError::bad_input(
-                "expire",
-                "tokens must expire under this server's policy",
+            Expiry::Never if !self.never_allowed => Err(ManageError::bad_input(
+                "never_expires",
+                "this server's policy does not allow tokens that never expire: give expire (e.g. 30d), validity_seconds or expires_at",
             )),
             Expiry::HardLimit { expires_at } => {
                 if expires_at <= now {
@@ -305,12 +384,13 @@ impl ExpiryPolicy {
                         "the expiry is in the past; disable or delete the token instead",
                     ));
                 }
-                if limit.is_some_and(|l| expires_at > l) {
+                if let Some(l) = limit.filter(|l| expires_at > *l) {
                     return Err(ManageError::bad_input(
                         "expire",
                         format!(
-                            "longer than the maximum lifetime of {} seconds",
-                            self.max_lifetime.unwrap_or_default().as_secs()
+                            "longer than this server's maximum lifetime of {} days: the latest allowed expiry is {}",
+                            self.max_lifetime.unwrap_or_default().as_secs() / 86_400,
+                            rfc3339(l)
                         ),
                     ));
                 }

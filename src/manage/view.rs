@@ -54,6 +54,10 @@ pub struct TokenView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "admin", schema(value_type = Option<String>, format = DateTime))]
     pub previous_secret_valid_until: Option<OffsetDateTime>,
+    /// The token's version, one more with every change; the admin API's `ETag`
+    /// (`"<version>"`), which `If-Match` names to change only this version.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl From<&TokenRecord> for TokenView {
@@ -81,6 +85,7 @@ impl From<&TokenRecord> for TokenView {
             modified: r.modified,
             last_used: r.last_used,
             previous_secret_valid_until: r.previous_secret.map(|p| p.valid_until),
+            version: r.version,
         }
     }
 }

@@ -25,6 +25,7 @@ pub(crate) struct Flat {
     pub(crate) secret_hash: String,
     pub(crate) previous_hash: Option<String>,
     pub(crate) previous_valid_until: Option<i64>,
+    pub(crate) version: i64,
 }
 
 /// Derived values kept only so the store can filter without decoding: lower-cased
@@ -56,6 +57,8 @@ impl Flat {
             secret_hash: r.secret_hash.to_hex(),
             previous_hash: r.previous_secret.map(|p| p.hash.to_hex()),
             previous_valid_until: r.previous_secret.map(|p| p.valid_until.unix_timestamp()),
+            version: i64::try_from(r.version)
+                .map_err(|_| StoreError::Invalid(format!("token {}: version too large", r.id)))?,
         })
     }
 
@@ -92,6 +95,7 @@ impl Flat {
             secret_hash: SecretHash::from_hex(&self.secret_hash)
                 .ok_or_else(|| bad("secret hash"))?,
             previous_secret,
+            version: u64::try_from(self.version).map_err(|_| bad("version"))?,
             owner: self.owner,
             name: self.name,
         })

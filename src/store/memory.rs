@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::record::TokenRecord;
-use crate::store::{ListQuery, Page, StoreError, TokenStore, Touch};
+use crate::store::{ListQuery, Page, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 
 /// Tokens in a `HashMap` in this process: for tests and demos; lost on exit.
@@ -50,15 +50,33 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+    async fn update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
+        Ok(swap(&mut self.write(), record))
+    }
+
+    async fn replace(
+        &self,
+        old: &TokenRecord,
+        delete_old: bool,
+        new: &TokenRecord,
+    ) -> Result<Update, StoreError> {
         let mut map = self.write();
-        match map.get_mut(&record.id) {
-            Some(slot) => {
-                *slot = record.clone();
-                Ok(true)
-            }
-            None => Ok(false),
+        if map.contains_key(&new.id) {
+            return Err(StoreError::Conflict(new.id));
         }
+        let done = match map.get(&old.id) {
+            None => Update::NotFound,
+            Some(stored) if stored.version != old.version => Update::Stale,
+            Some(_) if delete_old => {
+                map.remove(&old.id);
+                Update::Written
+            }
+            Some(_) => swap(&mut map, old),
+        };
+        if done.is_written() {
+            map.insert(new.id, new.clone());
+        }
+        Ok(done)
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
@@ -88,4 +106,22 @@ impl TokenStore for MemoryStore {
         }
         Ok(())
     }
+}
+
+/// The compare-and-swap of [`TokenStore::update`], under the map's write lock.
+fn swap(map: &mut HashMap<TokenId, TokenRecord>, record: &TokenRecord) -> Update {
+    let Some(slot) = map.get_mut(&record.id) else {
+        return Update::NotFound;
+    };
+    if slot.version != record.version {
+        return Update::Stale;
+    }
+    let mut next = record.clone();
+    next.version = record.version.wrapping_add(1);
+    next.last_used = next.last_used.max(slot.last_used);
+    if next.expiry.is_sliding() && next.expiry == slot.expiry {
+        next.expires_at = next.expires_at.max(slot.expires_at);
+    }
+    *slot = next;
+    Update::Written
 }

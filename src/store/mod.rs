@@ -283,6 +283,27 @@ pub struct Touch {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// What a compare-and-swap write ([`TokenStore::update`], [`TokenStore::replace`]) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+#[non_exhaustive]
+pub enum Update {
+    /// Written; the stored version is now one more than the version given.
+    Written,
+    /// Not written: the stored version is not the one given (someone changed the token
+    /// since it was read). Read it again and retry, or report a conflict.
+    Stale,
+    /// Not written: there is no token with this id.
+    NotFound,
+}
+
+impl Update {
+    /// True for [`Update::Written`].
+    pub fn is_written(self) -> bool {
+        self == Update::Written
+    }
+}
+
 /// Where tokens are kept. Object safe: held as `Arc<dyn TokenStore>`.
 ///
 /// Implementations keep only [`TokenRecord::secret_hash`], never a secret. Every method
@@ -295,8 +316,28 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Adds a token; [`StoreError::Conflict`] when the id is taken.
     async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError>;
 
-    /// Replaces a token; `Ok(false)` when there is none with this id.
-    async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError>;
+    /// Replaces a token **if its stored version is `record.version`** (compare-and-swap),
+    /// and makes the stored version `record.version + 1`. Of two updates made from the
+    /// same read, exactly one is [`Update::Written`]; the other is [`Update::Stale`] and
+    /// changes nothing. [`Update::NotFound`] when there is no token with this id.
+    ///
+    /// Use is not a change: `last_used` keeps the later of the stored and the given value,
+    /// and so does a sliding token's `expires_at` when its expiry model is unchanged, so
+    /// an update never moves what [`touch`](Self::touch) wrote backwards.
+    async fn update(&self, record: &TokenRecord) -> Result<Update, StoreError>;
+
+    /// Replaces `old` by `new` in one atomic step (a rotation to a new id): inserts `new`
+    /// and, if `old`'s stored version is `old.version`, either deletes `old`
+    /// (`delete_old`) or updates it as [`update`](Self::update) does. Afterwards either
+    /// both steps happened ([`Update::Written`]) or neither did: never both tokens
+    /// without the change to the old one, never neither. [`StoreError::Conflict`] when
+    /// `new`'s id is taken.
+    async fn replace(
+        &self,
+        old: &TokenRecord,
+        delete_old: bool,
+        new: &TokenRecord,
+    ) -> Result<Update, StoreError>;
 
     /// Deletes a token; `Ok(false)` when there was none.
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError>;

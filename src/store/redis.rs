@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::record::TokenRecord;
 use crate::store::codec::{self, AbortOnDrop, Flat};
-use crate::store::{mask_url, ListQuery, Page, SortField, StoreError, TokenStore, Touch};
+use crate::store::{mask_url, ListQuery, Page, SortField, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 
 /// Tokens in Redis, shared by many replicas.
@@ -117,18 +117,67 @@ return 1
     )
 });
 
-/// `ARGV[3..]`: field, value pairs.
+/// Shared by [`UPDATE`] and [`REPLACE`]: the compare-and-swap of `TokenStore::update`
+/// for token `tid`, whose new fields are `ARGV[first..last]` (with the next version).
+/// Keeps the later `last_used`, and the later sliding `expires_at` under an unchanged
+/// expiry model. Returns 1 written, 0 no such token, 2 another version.
+const SWAP: &str = r#"
+local function swap(tid, expected, first, last)
+  local k = tkey(tid)
+  if redis.call('EXISTS', k) == 0 then return 0 end
+  local old = redis.call('HMGET', k, 'version', 'last_used', 'expires_at', 'expiry', 'sliding')
+  if (old[1] or '1') ~= expected then return 2 end
+  unindex(tid)
+  redis.call('DEL', k)
+  redis.call('HSET', k, unpack(ARGV, first, last))
+  local new = redis.call('HMGET', k, 'last_used', 'expires_at', 'expiry', 'sliding')
+  if old[2] and (not new[1] or tonumber(old[2]) > tonumber(new[1])) then
+    redis.call('HSET', k, 'last_used', old[2])
+  end
+  if old[5] == '1' and new[4] == '1' and old[4] == new[3] and old[3]
+     and (not new[2] or tonumber(old[3]) > tonumber(new[2])) then
+    redis.call('HSET', k, 'expires_at', old[3])
+  end
+  index(tid)
+  return 1
+end
+"#;
+
+/// `ARGV[3]`: the version read; `ARGV[4..]`: field, value pairs.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    script(&format!(
+        "{SWAP}{}",
         r#"
-if redis.call('EXISTS', tkey(id)) == 0 then return 0 end
-unindex(id)
-redis.call('DEL', tkey(id))
-redis.call('HSET', tkey(id), unpack(ARGV, 3))
-index(id)
+return swap(id, ARGV[3], 4, #ARGV)
+"#
+    ))
+});
+
+/// `ARGV[2]`, `ARGV[3]`: the old token's id and the version read; `ARGV[4]`: '1' to
+/// delete it; `ARGV[5]`: the new id; `ARGV[6]`: n, the old token's field count, whose
+/// pairs follow (`2n` values), then the new token's pairs. Returns 1 written, 0 no old
+/// token, 2 another version, 3 the new id is taken; nothing is changed unless 1.
+static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        "{SWAP}{}",
+        r#"
+local new_id = ARGV[5]
+if redis.call('EXISTS', tkey(new_id)) == 1 then return 3 end
+local k = tkey(id)
+if redis.call('EXISTS', k) == 0 then return 0 end
+if (redis.call('HGET', k, 'version') or '1') ~= ARGV[3] then return 2 end
+local n = tonumber(ARGV[6])
+if ARGV[4] == '1' then
+  unindex(id)
+  redis.call('DEL', k)
+else
+  swap(id, ARGV[3], 7, 6 + 2 * n)
+end
+redis.call('HSET', tkey(new_id), unpack(ARGV, 7 + 2 * n))
+index(new_id)
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
@@ -229,6 +278,22 @@ return out
     )
 });
 
+/// `record` as an update writes it: with the next version.
+fn next_version(record: &TokenRecord) -> TokenRecord {
+    let mut next = record.clone();
+    next.version = record.version.wrapping_add(1);
+    next
+}
+
+/// A swap script's answer.
+fn outcome(done: i64) -> Update {
+    match done {
+        1 => Update::Written,
+        2 => Update::Stale,
+        _ => Update::NotFound,
+    }
+}
+
 fn failed(e: redis::RedisError) -> StoreError {
     StoreError::unavailable("redis command failed", e)
 }
@@ -251,6 +316,7 @@ fn fields(record: &TokenRecord) -> Result<Vec<(&'static str, String)>, StoreErro
         ("created", f.created.to_string()),
         ("modified", f.modified.to_string()),
         ("secret_hash", f.secret_hash),
+        ("version", f.version.to_string()),
     ];
     let opt_int = [
         ("expires_at", f.expires_at),
@@ -296,6 +362,7 @@ fn from_hash(mut h: HashMap<String, String>) -> Result<TokenRecord, StoreError> 
         secret_hash,
         previous_hash: h.remove("previous_hash"),
         previous_valid_until: int(h.remove("previous_valid_until"), "previous_valid_until")?,
+        version: int(h.remove("version"), "version")?.unwrap_or(1),
     }
     .into_record()
 }
@@ -449,8 +516,50 @@ impl TokenStore for RedisStore {
         }
     }
 
-    async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
-        self.write(&UPDATE, record).await
+    async fn update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
+        let mut inv = UPDATE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(record.id.as_str())
+            .arg(record.version.to_string());
+        for (k, v) in fields(&next_version(record))? {
+            inv.arg(k).arg(v);
+        }
+        let done: i64 = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(failed)?;
+        Ok(outcome(done))
+    }
+
+    async fn replace(
+        &self,
+        old: &TokenRecord,
+        delete_old: bool,
+        new: &TokenRecord,
+    ) -> Result<Update, StoreError> {
+        let old_fields = if delete_old {
+            Vec::new()
+        } else {
+            fields(&next_version(old))?
+        };
+        let mut inv = REPLACE.prepare_invoke();
+        inv.arg(&self.prefix)
+            .arg(old.id.as_str())
+            .arg(old.version.to_string())
+            .arg(if delete_old { "1" } else { "0" })
+            .arg(new.id.as_str())
+            .arg(old_fields.len());
+        for (k, v) in old_fields.into_iter().chain(fields(new)?) {
+            inv.arg(k).arg(v);
+        }
+        let done: i64 = inv
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(failed)?;
+        if done == 3 {
+            return Err(StoreError::Conflict(new.id));
+        }
+        Ok(outcome(done))
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {

@@ -65,6 +65,9 @@ pub(crate) fn migrations(d: Dialect) -> &'static [&'static [&'static str]] {
                 instance TEXT NOT NULL,
                 at INTEGER NOT NULL
             )",
+        ], &[
+            // The record's version, for compare-and-swap updates.
+            "ALTER TABLE pat_tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
         ]],
         Dialect::Postgres => &[&[
             r#"CREATE TABLE IF NOT EXISTS pat_tokens (
@@ -90,6 +93,8 @@ pub(crate) fn migrations(d: Dialect) -> &'static [&'static [&'static str]] {
             "CREATE INDEX IF NOT EXISTS pat_tokens_last_used ON pat_tokens ((coalesce(last_used, 9223372036854775807)), id)",
             "CREATE INDEX IF NOT EXISTS pat_tokens_expires ON pat_tokens ((coalesce(expires_at, 9223372036854775807)), id)",
             "CREATE INDEX IF NOT EXISTS pat_tokens_name ON pat_tokens (name, id)",
+        ], &[
+            "ALTER TABLE pat_tokens ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 1",
         ]],
     }
 }
@@ -114,7 +119,7 @@ fn contains(d: Dialect, col: &str, n: usize) -> String {
 
 /// The columns a record is read from, in [`flat_from_row!`] order.
 pub(crate) const COLUMNS: &str = "id, owner, name, scopes, expiry, expires_at, active, created, \
-     modified, last_used, secret_hash, previous_hash, previous_valid_until";
+     modified, last_used, secret_hash, previous_hash, previous_valid_until, version";
 
 /// A [`Flat`](crate::store::codec::Flat) from a row of [`COLUMNS`], read by index with
 /// `$row.$get(i)?` (sqlx's `try_get`, rusqlite's `get`): one column order for every driver.
@@ -134,6 +139,7 @@ macro_rules! flat_from_row {
             secret_hash: $row.$get(10)?,
             previous_hash: $row.$get(11)?,
             previous_valid_until: $row.$get(12)?,
+            version: $row.$get(13)?,
         }
     };
 }
@@ -172,10 +178,11 @@ pub(crate) use bind_args;
 
 /// The [`TokenStore`](crate::store::TokenStore) methods that are the same SQL over
 /// either sqlx pool, as inherent `pool_*` methods of the store they are expanded in
-/// (`self.pool` its pool, `D` its dialect, `query_failed` its error mapping); the
+/// (`$db` its sqlx database, `self.pool` its pool, `D` its dialect, `query_failed` its
+/// error mapping); the
 /// stores' trait impls call them. One copy for PostgreSQL and SQLite.
 macro_rules! pool_methods {
-    () => {
+    ($db:ty) => {
         async fn pool_get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
             let row = sqlx::query(&sql::statements(D).get)
                 .bind(id.as_str())
@@ -197,13 +204,72 @@ macro_rules! pool_methods {
             Ok(())
         }
 
-        async fn pool_update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+        async fn pool_update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
             let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
             let done = bind_args!(sqlx::query(&sql::statements(D).update), args)
                 .execute(&self.pool)
                 .await
                 .map_err(query_failed)?;
-            Ok(done.rows_affected() > 0)
+            if done.rows_affected() > 0 {
+                return Ok(Update::Written);
+            }
+            self.pool_missed(&self.pool, &record.id).await
+        }
+
+        /// Why a versioned write touched no row: no such id, or another version.
+        async fn pool_missed<'e, E>(&self, on: E, id: &TokenId) -> Result<Update, StoreError>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let found: Option<i64> = sqlx::query_scalar(&sql::statements(D).version)
+                .bind(id.as_str())
+                .fetch_optional(on)
+                .await
+                .map_err(query_failed)?;
+            Ok(if found.is_some() {
+                Update::Stale
+            } else {
+                Update::NotFound
+            })
+        }
+
+        async fn pool_replace(
+            &self,
+            old: &TokenRecord,
+            delete_old: bool,
+            new: &TokenRecord,
+        ) -> Result<Update, StoreError> {
+            let st = sql::statements(D);
+            let mut tx = self.pool.begin().await.map_err(query_failed)?;
+            let retired = if delete_old {
+                sqlx::query(&st.delete_versioned)
+                    .bind(old.id.as_str())
+                    .bind(i64::try_from(old.version).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+            } else {
+                let args = sql::write_args(Flat::from_record(old)?, Flat::derived(old));
+                bind_args!(sqlx::query(&st.update), args)
+                    .execute(&mut *tx)
+                    .await
+            }
+            .map_err(query_failed)?;
+            if retired.rows_affected() == 0 {
+                let why = self.pool_missed(&mut *tx, &old.id).await?;
+                tx.rollback().await.map_err(query_failed)?;
+                return Ok(why);
+            }
+            let args = sql::write_args(Flat::from_record(new)?, Flat::derived(new));
+            let inserted = bind_args!(sqlx::query(&st.insert), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(query_failed)?;
+            if inserted.rows_affected() == 0 {
+                tx.rollback().await.map_err(query_failed)?;
+                return Err(StoreError::Conflict(new.id));
+            }
+            tx.commit().await.map_err(query_failed)?;
+            Ok(Update::Written)
         }
 
         async fn pool_delete(&self, id: &TokenId) -> Result<bool, StoreError> {
@@ -249,7 +315,7 @@ macro_rules! pool_methods {
 }
 pub(crate) use pool_methods;
 
-const WRITE_COLUMNS: [&str; 16] = [
+const WRITE_COLUMNS: [&str; 17] = [
     "id",
     "owner",
     "owner_lc",
@@ -266,6 +332,7 @@ const WRITE_COLUMNS: [&str; 16] = [
     "secret_hash",
     "previous_hash",
     "previous_valid_until",
+    "version",
 ];
 
 /// The fixed statements of one dialect, built once.
@@ -275,6 +342,8 @@ pub(crate) struct Statements {
     pub(crate) insert: String,
     pub(crate) update: String,
     pub(crate) delete: String,
+    pub(crate) delete_versioned: String,
+    pub(crate) version: String,
     pub(crate) touch: String,
 }
 
@@ -287,6 +356,8 @@ pub(crate) fn statements(d: Dialect) -> &'static Statements {
             insert: insert(d),
             update: update(d),
             delete: delete(d),
+            delete_versioned: format!("{} AND version = {}", delete(d), ph(d, 2)),
+            version: format!("SELECT version FROM pat_tokens WHERE id = {}", ph(d, 1)),
             touch: touch(d),
         }
     }
@@ -317,6 +388,7 @@ pub(crate) fn write_args(f: Flat, d: Derived) -> Vec<Arg> {
         Arg::Text(f.secret_hash),
         Arg::OptText(f.previous_hash),
         Arg::OptInt(f.previous_valid_until),
+        Arg::Int(f.version),
     ]
 }
 
@@ -330,18 +402,34 @@ fn insert(d: Dialect) -> String {
     )
 }
 
-/// Replaces every column of the row whose id is the first argument.
+/// The compare-and-swap of [`TokenStore::update`](crate::store::TokenStore::update):
+/// replaces every column of the row whose id is argument 1 and whose version is the last
+/// argument, and counts the version up. `last_used`, and a sliding `expires_at` under an
+/// unchanged expiry model, keep the later of the stored and the given values.
 fn update(d: Dialect) -> String {
+    let n = |c: &str| {
+        let i = WRITE_COLUMNS.iter().position(|w| *w == c).unwrap_or(0);
+        ph(d, i + 1)
+    };
     let sets: Vec<String> = WRITE_COLUMNS
         .iter()
-        .enumerate()
-        .skip(1)
-        .map(|(i, c)| format!("{c} = {}", ph(d, i + 1)))
+        .filter(|c| !matches!(**c, "id" | "version" | "last_used" | "expires_at"))
+        .map(|c| format!("{c} = {}", n(c)))
         .collect();
+    let (used, exp) = (n("last_used"), n("expires_at"));
     format!(
-        "UPDATE pat_tokens SET {} WHERE id = {}",
+        "UPDATE pat_tokens SET {}, \
+         last_used = CASE WHEN last_used IS NOT NULL AND ({used} IS NULL OR last_used > {used}) \
+         THEN last_used ELSE {used} END, \
+         expires_at = CASE WHEN sliding AND {} AND expiry = {} AND expires_at IS NOT NULL \
+         AND ({exp} IS NULL OR expires_at > {exp}) THEN expires_at ELSE {exp} END, \
+         version = version + 1 \
+         WHERE id = {} AND version = {}",
         sets.join(", "),
-        ph(d, 1)
+        n("sliding"),
+        n("expiry"),
+        n("id"),
+        n("version"),
     )
 }
 
@@ -477,7 +565,7 @@ mod tests {
         assert!(s.page.contains("owner = ?1"), "{}", s.page);
         let p = list(Dialect::Postgres, &q);
         assert!(p.page.contains("owner = $1"), "{}", p.page);
-        assert!(update(Dialect::Postgres).ends_with("WHERE id = $1"));
-        assert!(insert(Dialect::Sqlite).contains("?16"));
+        assert!(update(Dialect::Postgres).ends_with("WHERE id = $1 AND version = $17"));
+        assert!(insert(Dialect::Sqlite).contains("?17"));
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use crate::record::TokenRecord;
 use crate::store::codec::{self, AbortOnDrop, Flat};
 use crate::store::sql::{self, bind_args, decode_row, Dialect};
-use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch};
+use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 
 const D: Dialect = Dialect::Sqlite;
@@ -273,7 +273,7 @@ async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance
 }
 
 impl SqliteStore {
-    sql::pool_methods!();
+    sql::pool_methods!(sqlx::Sqlite);
 }
 
 #[async_trait::async_trait]
@@ -294,8 +294,17 @@ impl TokenStore for SqliteStore {
         self.pool_insert(record).await
     }
 
-    async fn update(&self, record: &TokenRecord) -> Result<bool, StoreError> {
+    async fn update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
         self.pool_update(record).await
+    }
+
+    async fn replace(
+        &self,
+        old: &TokenRecord,
+        delete_old: bool,
+        new: &TokenRecord,
+    ) -> Result<Update, StoreError> {
+        self.pool_replace(old, delete_old, new).await
     }
 
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {

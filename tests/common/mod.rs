@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 use tower_pat::record::TokenRecord;
-use tower_pat::store::{ListQuery, MemoryStore, Page, StoreError, TokenStore, Touch};
+use tower_pat::store::{ListQuery, MemoryStore, Page, StoreError, TokenStore, Touch, Update};
 use tower_pat::{
     layer::node_scopes, Authenticator, PatLayer, Principal, RequireScopesLayer, TokenId,
 };
@@ -69,9 +69,18 @@ impl TokenStore for TestStore {
         self.check()?;
         self.inner.insert(r).await
     }
-    async fn update(&self, r: &TokenRecord) -> Result<bool, StoreError> {
+    async fn update(&self, r: &TokenRecord) -> Result<Update, StoreError> {
         self.check()?;
         self.inner.update(r).await
+    }
+    async fn replace(
+        &self,
+        old: &TokenRecord,
+        delete_old: bool,
+        new: &TokenRecord,
+    ) -> Result<Update, StoreError> {
+        self.check()?;
+        self.inner.replace(old, delete_old, new).await
     }
     async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
         self.check()?;
