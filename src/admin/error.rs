@@ -6,6 +6,7 @@ use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::manage::json_patch::PatchErrorKind;
 use crate::manage::ManageError;
 use crate::rejection::STORE_RETRY_AFTER;
 
@@ -81,7 +82,12 @@ impl From<ManageError> for ApiError {
                 (StatusCode::BAD_REQUEST, vec![json!({ "field": field })])
             }
             ManageError::Patch(p) => (
-                StatusCode::BAD_REQUEST,
+                // RFC 5789 §2.2: a patch that cannot apply to the token as it is (a
+                // failed test, a missing element) is a conflict, not a bad request.
+                match p.kind {
+                    PatchErrorKind::TestFailed | PatchErrorKind::NoTarget => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_REQUEST,
+                },
                 vec![json!({
                     "index": p.index,
                     "op": p.op,
@@ -94,6 +100,9 @@ impl From<ManageError> for ApiError {
                 StatusCode::FORBIDDEN,
                 scope.iter().map(|s| json!({ "scope": s })).collect(),
             ),
+            ManageError::Policy { field, .. } => {
+                (StatusCode::FORBIDDEN, vec![json!({ "field": field })])
+            }
             ManageError::InsufficientScope { scope } => {
                 (StatusCode::FORBIDDEN, vec![json!({ "scope": scope })])
             }

@@ -130,13 +130,49 @@ fn issued_response(status: StatusCode, issued: &IssuedToken) -> Response {
     res
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+/// The body of a create: required, and JSON.
+fn required_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request as JSON with Content-Type: application/json",
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ManageError::bad_input("body", "the body is empty: send a JSON object").into());
+    }
+    parse_json(body)
+}
+
+/// An optional JSON body: empty, `null` or an object.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    Ok(parse_json::<Option<T>>(body)?.unwrap_or_default())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ManageError::bad_input("body", format!("the body is not the expected JSON: {e}")).into()
     })
+}
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).as_deref() == Some("application/json")
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
 }
 
 /// Create a personal access token.
@@ -159,9 +195,10 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T
 async fn create_token(
     State(m): State<Manager>,
     Caller(actor): Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: CreateTokenRequest = json_body(&body)?;
+    let req: CreateTokenRequest = required_json(&headers, &body)?;
     let issued = m.create(&actor, req).await?;
     Ok(issued_response(StatusCode::CREATED, &issued))
 }
@@ -326,13 +363,8 @@ async fn patch_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let ct = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
     if !matches!(
-        ct.as_deref(),
+        media_type(&headers).as_deref(),
         Some("application/json-patch+json" | "application/json")
     ) {
         return Err(ApiError::new(
@@ -396,7 +428,7 @@ async fn rotate_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut req: RotateRequest = json_body(&body)?;
+    let mut req: RotateRequest = optional_json(&body)?;
     req.if_version = if_match(&headers)?;
     let status = if req.new_id {
         StatusCode::CREATED

@@ -211,10 +211,12 @@ fn store_fail(e: &StoreError, url: &str) -> Fail {
 fn manage_fail(e: ManageError) -> Fail {
     let hint = match &e {
         ManageError::NotFound { .. } => "list the ids with `pat token list`",
-        ManageError::BadInput { field, .. } if field == "never_expires" => {
+        ManageError::Policy { field, .. } if field == "never_expires" => {
             "pass --allow-never (or set PAT_ALLOW_NEVER=true) where tokens that never expire are acceptable"
         }
-        ManageError::BadInput { .. } | ManageError::Patch(_) => "fix the value and try again",
+        ManageError::BadInput { .. } | ManageError::Patch(_) | ManageError::Policy { .. } => {
+            "fix the value and try again"
+        }
         ManageError::Unavailable(_) => {
             "check --store or PAT_STORE_URL and that the store is running"
         }

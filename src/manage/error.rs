@@ -36,6 +36,16 @@ pub enum ManageError {
         /// The scope the caller lacks, when that is the reason.
         scope: Option<String>,
     },
+    /// A well-formed value this server's rules refuse (403, `policy`): an expiry in the
+    /// past, longer than the [`ExpiryPolicy`](crate::manage::ExpiryPolicy)'s maximum,
+    /// or "never" where the policy does not allow it.
+    #[error("refused by policy: {message}")]
+    Policy {
+        /// The field at fault, e.g. `expire`, `expires_at`, `never_expires`.
+        field: String,
+        /// What the policy requires, with the latest allowed value where there is one.
+        message: String,
+    },
     /// The caller's token lacks the management scope this needs (403,
     /// `insufficient_scope`): `pat:read` to list and show, `pat:write` to create, patch,
     /// rotate and delete, `pat:admin` for another user's tokens (names as configured).
@@ -92,6 +102,13 @@ impl ManageError {
         }
     }
 
+    pub(crate) fn policy(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ManageError::Policy {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn forbidden(message: impl Into<String>, scope: Option<String>) -> Self {
         ManageError::Forbidden {
             message: message.into(),
@@ -100,7 +117,7 @@ impl ManageError {
     }
 
     /// A short machine-readable code: `invalid_request`, `invalid_patch`, `not_found`,
-    /// `forbidden`, `insufficient_scope`, `conflict`, `precondition_failed` or
+    /// `forbidden`, `insufficient_scope`, `policy`, `conflict`, `precondition_failed` or
     /// `temporarily_unavailable`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -110,6 +127,7 @@ impl ManageError {
             ManageError::Forbidden { .. } => "forbidden",
             ManageError::Conflict { .. } => "conflict",
             ManageError::InsufficientScope { .. } => "insufficient_scope",
+            ManageError::Policy { .. } => "policy",
             ManageError::OutlivesCaller { .. } => "forbidden",
             ManageError::PreconditionFailed { .. } => "precondition_failed",
             ManageError::Unavailable(_) => "temporarily_unavailable",

@@ -373,19 +373,19 @@ impl ExpiryPolicy {
     ) -> Result<Expiry, ManageError> {
         let limit = self.max_lifetime.map(|m| clock::add(created, m));
         match expiry {
-            Expiry::Never if !self.never_allowed => Err(ManageError::bad_input(
+            Expiry::Never if !self.never_allowed => Err(ManageError::policy(
                 "never_expires",
                 "this server's policy does not allow tokens that never expire: give expire (e.g. 30d), validity_seconds or expires_at",
             )),
             Expiry::HardLimit { expires_at } => {
                 if expires_at <= now {
-                    return Err(ManageError::bad_input(
+                    return Err(ManageError::policy(
                         "expires_at",
                         "the expiry is in the past; disable or delete the token instead",
                     ));
                 }
                 if let Some(l) = limit.filter(|l| expires_at > *l) {
-                    return Err(ManageError::bad_input(
+                    return Err(ManageError::policy(
                         "expire",
                         format!(
                             "longer than this server's maximum lifetime of {} days: the latest allowed expiry is {}",
@@ -398,7 +398,7 @@ impl ExpiryPolicy {
             }
             Expiry::AutoRefresh { window, not_after } => {
                 if not_after.is_some_and(|n| n <= now) {
-                    return Err(ManageError::bad_input(
+                    return Err(ManageError::policy(
                         "expires_at",
                         "the end of the auto-refresh token is in the past",
                     ));
