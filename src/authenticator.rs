@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -614,7 +615,7 @@ impl Authenticator {
     /// out by the [`AttemptLimiter`].
     pub async fn authenticate_from(
         &self,
-        client: &str,
+        client: IpAddr,
         token: &str,
     ) -> Result<Principal, AuthError> {
         self.check_from(Some(client), None, token).await
@@ -624,7 +625,7 @@ impl Authenticator {
     /// against the client and against the client + username pair.
     pub async fn authenticate_basic_from(
         &self,
-        client: &str,
+        client: IpAddr,
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
@@ -642,7 +643,7 @@ impl Authenticator {
     /// [`check_missed_from`](Self::check_missed_from).
     pub(crate) fn check_cached_from(
         &self,
-        client: Option<&str>,
+        client: Option<IpAddr>,
         username: Option<&str>,
         token: &str,
     ) -> Cached {
@@ -664,7 +665,7 @@ impl Authenticator {
     /// attempt that call started (same `client` and `username`), not a new one.
     pub(crate) async fn check_missed_from(
         &self,
-        client: Option<&str>,
+        client: Option<IpAddr>,
         username: Option<&str>,
         missed: Missed,
     ) -> Result<Principal, AuthError> {
@@ -684,7 +685,7 @@ impl Authenticator {
     /// `username` the Basic owner check.
     pub(crate) async fn check_from(
         &self,
-        client: Option<&str>,
+        client: Option<IpAddr>,
         username: Option<&str>,
         token: &str,
     ) -> Result<Principal, AuthError> {
@@ -767,7 +768,7 @@ impl Inner {
     /// must not follow the request for the hot-table line.
     fn attempt<'a>(
         &self,
-        client: Option<&'a str>,
+        client: Option<IpAddr>,
         username: Option<&'a str>,
     ) -> Result<Attempt<'a>, AuthError> {
         let now = self.clock.unix_now();
