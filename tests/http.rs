@@ -369,12 +369,15 @@ async fn auto_refresh_slides_expires_when_idle_and_respects_cap() {
         StatusCode::UNAUTHORIZED
     );
 
-    // Idle for a whole window: expired.
+    // Idle for more than a window and its rounding second: expired.
     let (t2, _) = f
         .token("", Expiry::auto_refresh(f.clock.now(), window, None))
         .await;
     assert!(ok(send(&f.app, "GET", "/whoami", Some(&bearer(&t2))).await));
     f.clock.advance(window);
+    // A use late in the second of the last one is still inside its window.
+    assert!(ok(send(&f.app, "GET", "/whoami", Some(&bearer(&t2))).await));
+    f.clock.advance(window + Duration::from_secs(1));
     assert_eq!(
         send(&f.app, "GET", "/whoami", Some(&bearer(&t2)))
             .await
@@ -494,7 +497,7 @@ async fn sliding_writes_are_write_behind_and_flushed() {
     assert_eq!(stored.last_used, Some(f.clock.now()));
     assert_eq!(
         stored.expires_at,
-        Some(f.clock.now() + time::Duration::seconds(600))
+        Some(f.clock.now() + time::Duration::seconds(601))
     );
     // Nothing left to write.
     assert_eq!(f.auth.flush().await.unwrap(), 0);

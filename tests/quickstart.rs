@@ -1,11 +1,12 @@
 //! `examples/quickstart.rs` as a user runs it: its failed-attempt limiter is on (it serves
-//! with each connection's address) and counts per client.
+//! with each connection's address) and counts per client, and its sliding token lives as
+//! long as it is used once per window, on the real clock.
 #![cfg(all(feature = "axum", feature = "sqlite", feature = "admin"))]
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -130,4 +131,27 @@ async fn the_quickstart_locks_out_one_client_after_20_failures_and_serves_others
     assert_eq!(whoami(q.addr, TWO, &good).await.0, 200);
     assert_eq!(whoami(q.addr, TWO, &wrong).await.0, 401);
     assert_eq!(whoami(q.addr, TWO, &good).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_quickstart_keeps_a_sliding_token_used_every_1_4_s_of_a_2_s_window() {
+    let q = start(&[("PAT_DEMO_AUTO", "2")]);
+    let good = format!("Bearer {}", q.token);
+    let started = Instant::now();
+    let mut uses = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        let (status, head) = whoami(q.addr, ONE, &good).await;
+        assert_eq!(
+            status,
+            200,
+            "use {uses} after {:?}: {head}",
+            started.elapsed()
+        );
+        uses += 1;
+        tokio::time::sleep(Duration::from_millis(1_400)).await;
+    }
+    assert!(uses >= 7, "{uses} uses");
+    // Idle for longer than the window and its rounding second: refused.
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(whoami(q.addr, ONE, &good).await.0, 401);
 }
