@@ -10,6 +10,7 @@
 //! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`), and the admin API under
 //! `/personal-access-tokens` (each user manages their own tokens; `pat:admin` everyone's).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -75,13 +76,20 @@ async fn run() -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    eprintln!("listening on http://{listen} (store {store_url})");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    eprintln!("listening on http://{bound} (store {store_url})");
+    // With each connection's address, which the failed-attempt limiter counts by.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| format!("server failed: {e}"))?;
     // Persist pending last-used and sliding-expiry updates.
     auth.flush()
         .await

@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, SeekFrom};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -111,7 +111,8 @@ impl russh::server::Server for SshServer {
     fn new_client(&mut self, peer: Option<SocketAddr>) -> SshSession {
         SshSession {
             gateway: self.gateway.clone(),
-            client: peer.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string()),
+            // Peers of unknown address share one count.
+            client: peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
             principal: None,
             channels: HashMap::new(),
         }
@@ -121,7 +122,7 @@ impl russh::server::Server for SshServer {
 /// One SSH connection.
 struct SshSession {
     gateway: Arc<Gateway>,
-    client: String,
+    client: IpAddr,
     principal: Option<Principal>,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
@@ -133,7 +134,7 @@ impl russh::server::Handler for SshSession {
         let verdict = self
             .gateway
             .auth
-            .authenticate_basic_from(&self.client, user, password)
+            .authenticate_basic_from(self.client, user, password)
             .await;
         match verdict {
             Ok(principal) => {

@@ -33,6 +33,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -614,7 +615,7 @@ impl Authenticator {
     /// out by the [`AttemptLimiter`].
     pub async fn authenticate_from(
         &self,
-        client: &str,
+        client: IpAddr,
         token: &str,
     ) -> Result<Principal, AuthError> {
         self.check_from(Some(client), None, token).await
@@ -624,7 +625,7 @@ impl Authenticator {
     /// against the client and against the client + username pair.
     pub async fn authenticate_basic_from(
         &self,
-        client: &str,
+        client: IpAddr,
         username: &str,
         password: &str,
     ) -> Result<Principal, AuthError> {
@@ -642,7 +643,7 @@ impl Authenticator {
     /// [`check_missed_from`](Self::check_missed_from).
     pub(crate) fn check_cached_from(
         &self,
-        client: Option<&str>,
+        client: Option<IpAddr>,
         username: Option<&str>,
         token: &str,
     ) -> Cached {
@@ -664,7 +665,7 @@ impl Authenticator {
     /// attempt that call started (same `client` and `username`), not a new one.
     pub(crate) async fn check_missed_from(
         &self,
-        client: Option<&str>,
+        client: Option<IpAddr>,
         username: Option<&str>,
         missed: Missed,
     ) -> Result<Principal, AuthError> {
@@ -684,7 +685,7 @@ impl Authenticator {
     /// `username` the Basic owner check.
     pub(crate) async fn check_from(
         &self,
-        client: Option<&str>,
+        client: Option<IpAddr>,
         username: Option<&str>,
         token: &str,
     ) -> Result<Principal, AuthError> {
@@ -767,7 +768,7 @@ impl Inner {
     /// must not follow the request for the hot-table line.
     fn attempt<'a>(
         &self,
-        client: Option<&'a str>,
+        client: Option<IpAddr>,
         username: Option<&'a str>,
     ) -> Result<Attempt<'a>, AuthError> {
         let now = self.clock.unix_now();
@@ -1028,9 +1029,7 @@ impl Inner {
             live.last_used.fetch_max(now, Ordering::AcqRel);
         }
         if live.is_sliding() {
-            let new = now
-                .saturating_add(i64::from(live.window))
-                .min(live.not_after);
+            let new = crate::expiry::sliding_end(now, i64::from(live.window), live.not_after);
             live.expires_at.fetch_max(new, Ordering::AcqRel);
         }
         self.mark_dirty(live);
@@ -1075,6 +1074,67 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::store::MemoryStore;
+
+    /// A 2 s window used every 1.4 s: the seconds clock reads floor(t), as the system
+    /// clock does, at t = 0.9, 2.3, 3.7, … Each use is inside the window of the one
+    /// before, so each is accepted; an idle spell longer than window + 1 s is not.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sliding_token_used_once_per_window_is_never_refused() {
+        let start = 1_800_000_000;
+        let clock = ManualClock::new(clock::from_unix(start));
+        let store = Arc::new(MemoryStore::new());
+        let auth = Authenticator::builder(store.clone())
+            .with_clock(clock.clone())
+            .build();
+        let window = Duration::from_secs(2);
+        let new = |cap| {
+            NewToken::new("alice", "sliding").with_expiry(Expiry::auto_refresh(
+                clock.now(),
+                window,
+                cap,
+            ))
+        };
+        let token = auth.create(new(None)).await.unwrap().token;
+        let mut uses = 0;
+        // Tenths of a second since `start`.
+        let mut t = 9;
+        while t <= 100 {
+            clock.set(clock::from_unix(start + t / 10));
+            let used = auth.authenticate(token.expose()).await;
+            assert!(
+                used.is_ok(),
+                "refused at t = {}.{} s: {used:?}",
+                t / 10,
+                t % 10
+            );
+            uses += 1;
+            t += 14;
+        }
+        assert_eq!(uses, 7);
+        // Through the store too, as another replica (or a restart) would see it.
+        auth.flush().await.unwrap();
+        let fresh = Authenticator::builder(store.clone())
+            .with_clock(clock.clone())
+            .build();
+        assert!(fresh.authenticate(token.expose()).await.is_ok());
+        // Last used at 9.3 s (second 9): at 12.x s it has been idle for more than 3 s.
+        clock.set(clock::from_unix(start + 12));
+        assert!(matches!(
+            auth.authenticate(token.expose()).await,
+            Err(AuthError::Invalid(InvalidReason::Expired))
+        ));
+        // The cap is never passed, not even by the extra second.
+        clock.set(clock::from_unix(start));
+        let capped = auth
+            .create(new(Some(Duration::from_secs(3))))
+            .await
+            .unwrap();
+        clock.set(clock::from_unix(start + 2));
+        let p = auth.authenticate(capped.token.expose()).await.unwrap();
+        assert_eq!(p.expires_at, Some(clock::from_unix(start + 3)));
+        clock.set(clock::from_unix(start + 3));
+        assert!(auth.authenticate(capped.token.expose()).await.is_err());
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn the_write_behind_list_drops_written_tokens() {

@@ -29,7 +29,8 @@ pub enum Expiry {
         expires_at: OffsetDateTime,
     },
     /// The token stays valid while it is used at least once per `window`; each use moves
-    /// its expiry to `now + window`, but never past `not_after`.
+    /// its expiry to `now + window` (rounded up to the next whole second, see
+    /// [`Expiry::expires_at_from`]), but never past `not_after`.
     AutoRefresh {
         /// The sliding window, in whole seconds.
         #[serde(with = "secs")]
@@ -72,15 +73,21 @@ impl Expiry {
         }
     }
 
-    /// The expiry a token gets when it is created or used at `now`.
+    /// The expiry a token gets when it is created or used at `now` (whole seconds).
+    ///
+    /// A sliding token's new end is `now + window + 1 s`, capped at `not_after`: `now` is
+    /// the second in which the use happened, truncated, so a use late in that second would
+    /// otherwise get up to a second less than its window. A token used at least once per
+    /// window is never refused; one idle for more than `window + 1 s` always is.
     pub fn expires_at_from(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         match *self {
             Expiry::Never => None,
             Expiry::HardLimit { expires_at } => Some(expires_at),
-            Expiry::AutoRefresh { window, not_after } => {
-                let slid = clock::add(now, window);
-                Some(not_after.map_or(slid, |cap| slid.min(cap)))
-            }
+            Expiry::AutoRefresh { window, not_after } => Some(clock::from_unix(sliding_end(
+                now.unix_timestamp(),
+                i64::try_from(window.as_secs()).unwrap_or(i64::MAX),
+                not_after.map_or(i64::MAX, OffsetDateTime::unix_timestamp),
+            ))),
         }
     }
 
@@ -88,6 +95,13 @@ impl Expiry {
     pub fn is_sliding(&self) -> bool {
         matches!(self, Expiry::AutoRefresh { .. })
     }
+}
+
+/// The end of a sliding window that starts in the (truncated) second `now`, in unix
+/// seconds: one second past `now + window`, so that the window is never shorter than
+/// `window` for a use made late in that second, and never past `cap`.
+pub(crate) fn sliding_end(now: i64, window: i64, cap: i64) -> i64 {
+    now.saturating_add(window).saturating_add(1).min(cap)
 }
 
 /// Why a duration string was refused.
@@ -179,10 +193,20 @@ mod tests {
             Duration::from_secs(3600),
             Some(Duration::from_secs(5400)),
         );
-        assert_eq!(e.expires_at_from(now), Some(datetime!(2026-01-01 1:00 UTC)));
+        // One second past the window: `now` is truncated to its second.
+        assert_eq!(
+            e.expires_at_from(now),
+            Some(datetime!(2026-01-01 1:00:01 UTC))
+        );
         assert_eq!(
             e.expires_at_from(datetime!(2026-01-01 1:00 UTC)),
-            Some(datetime!(2026-01-01 1:30 UTC))
+            Some(datetime!(2026-01-01 1:30 UTC)),
+            "never past the cap"
+        );
+        assert_eq!(
+            e.expires_at_from(datetime!(2026-01-01 1:29:59 UTC)),
+            Some(datetime!(2026-01-01 1:30 UTC)),
+            "never past the cap, even by the extra second"
         );
         assert_eq!(Expiry::Never.expires_at_from(now), None);
         let h = Expiry::hard(now, Duration::from_secs(60));

@@ -6,6 +6,7 @@
 //! `repo:write` or `node:<uuid>:rw`, and expire at a hard limit or on a sliding window.
 //!
 //! ```no_run
+//! use std::net::SocketAddr;
 //! use std::sync::Arc;
 //! use axum::{routing::get, Router};
 //! use tower_pat::{Authenticator, MemoryStore, NewToken, PatLayer, Principal, RequireScopesLayer};
@@ -26,7 +27,10 @@
 //!         .layer(PatLayer::new(auth));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
-//!     axum::serve(listener, app).await.unwrap();
+//!     // With the client's address: the failed-attempt limiter counts by it.
+//!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!         .await
+//!         .unwrap();
 //! }
 //! ```
 //!

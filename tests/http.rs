@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 use tower_pat::clock::{Clock, ManualClock};
+use tower_pat::layer::ClientAddress;
 use tower_pat::{AuthError, Authenticator, Expiry, InvalidReason, NewToken, PatLayer, TokenStore};
 
 const A: &str = "0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11";
@@ -368,12 +369,15 @@ async fn auto_refresh_slides_expires_when_idle_and_respects_cap() {
         StatusCode::UNAUTHORIZED
     );
 
-    // Idle for a whole window: expired.
+    // Idle for more than a window and its rounding second: expired.
     let (t2, _) = f
         .token("", Expiry::auto_refresh(f.clock.now(), window, None))
         .await;
     assert!(ok(send(&f.app, "GET", "/whoami", Some(&bearer(&t2))).await));
     f.clock.advance(window);
+    // A use late in the second of the last one is still inside its window.
+    assert!(ok(send(&f.app, "GET", "/whoami", Some(&bearer(&t2))).await));
+    f.clock.advance(window + Duration::from_secs(1));
     assert_eq!(
         send(&f.app, "GET", "/whoami", Some(&bearer(&t2)))
             .await
@@ -494,7 +498,7 @@ async fn sliding_writes_are_write_behind_and_flushed() {
     assert_eq!(stored.last_used, Some(f.clock.now()));
     assert_eq!(
         stored.expires_at,
-        Some(f.clock.now() + time::Duration::seconds(600))
+        Some(f.clock.now() + time::Duration::seconds(601))
     );
     // Nothing left to write.
     assert_eq!(f.auth.flush().await.unwrap(), 0);
@@ -699,6 +703,48 @@ async fn password_adapter_matches_the_layer() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_failed_attempts_count_per_forwarded_client() {
+    let store = Arc::new(TestStore::default());
+    let auth = Authenticator::builder(store.clone())
+        .with_attempt_limiter(tower_pat::limit::AttemptLimiter::new(
+            3,
+            Duration::from_secs(30),
+        ))
+        .build();
+    let layer = PatLayer::new(auth.clone()).with_client_address(ClientAddress::x_forwarded_for(1));
+    let app = app_with(layer);
+    let good = auth.create(NewToken::new("alice", "t")).await.unwrap();
+    let good = bearer(good.token.expose());
+    // Every connection comes from the proxy; the proxy appends the client's address.
+    let via_proxy = |forwarded: &str, header: &str| {
+        let mut req = http::Request::builder()
+            .uri("/whoami")
+            .header("authorization", header)
+            .header("x-forwarded-for", forwarded)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let proxy: std::net::SocketAddr = "10.0.0.100:40000".parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(proxy));
+        req
+    };
+    // The attacker sends its own header each time, to pick a fresh key: it is not read.
+    for spoof in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        let forwarded = format!("{spoof}, 192.0.2.1");
+        let r = send_req(&app, via_proxy(&forwarded, "Bearer pat_wrong")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = send_req(&app, via_proxy("203.0.113.7, 192.0.2.1", &good)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Other clients behind the same proxy are served, and so is a request whose header
+    // cannot be read (it counts against the proxy's own address).
+    let r = send_req(&app, via_proxy("192.0.2.1, 192.0.2.2", &good)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send_req(&app, via_proxy("192.0.2.1, garbage", &good)).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn failed_attempts_are_limited_per_client() {
     logs();
     let store = Arc::new(TestStore::default());
@@ -743,7 +789,7 @@ async fn failed_attempts_are_limited_per_client() {
     );
     // The password adapter shares the same limiter.
     assert!(matches!(
-        auth.authenticate_basic_from("10.0.0.1", "alice", &good)
+        auth.authenticate_basic_from([10, 0, 0, 1].into(), "alice", &good)
             .await,
         Err(AuthError::TooManyAttempts { .. })
     ));

@@ -234,11 +234,11 @@ async fn no_secret_in_logs_debug_or_bodies() {
     // The password adapter and the failed-attempt limiter.
     for _ in 0..25 {
         let _ = auth
-            .authenticate_basic_from("10.0.0.1", "alice", &wrong_secret)
+            .authenticate_basic_from([10, 0, 0, 1].into(), "alice", &wrong_secret)
             .await;
     }
     let limited = auth
-        .authenticate_basic_from("10.0.0.1", "alice", &valid)
+        .authenticate_basic_from([10, 0, 0, 1].into(), "alice", &valid)
         .await;
     assert!(matches!(limited, Err(AuthError::TooManyAttempts { .. })));
 

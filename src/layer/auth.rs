@@ -1,6 +1,8 @@
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -8,6 +10,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::ClientAddress;
 use crate::authenticator::{Authenticator, Cached, Missed};
 use crate::credentials::{
     decode_basic, decode_basic_in, parse_authorization_value, query_has_token, CredentialsError,
@@ -22,6 +25,11 @@ use crate::rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, Re
 /// [`Authenticator`], and on success puts the [`Principal`] (which carries this layer's
 /// [`Challenge`], see [`Principal::challenge`]) into the request's extensions; otherwise
 /// answers as [`crate::rejection`] describes.
+///
+/// The failed-attempt limiter ([`crate::limit`], on by default) needs each request's
+/// client address: serve with `into_make_service_with_connect_info::<SocketAddr>()`, or
+/// set [`with_client_address`](Self::with_client_address) behind a proxy. A request with
+/// no address is not limited (the first one logs a warning).
 #[derive(Clone)]
 #[must_use]
 pub struct PatLayer<R = DefaultOnRejection> {
@@ -34,6 +42,7 @@ pub struct PatLayer<R = DefaultOnRejection> {
 struct Config {
     options: ParseOptions,
     challenge: Challenge,
+    client_address: ClientAddress,
 }
 
 /// What every request of a [`PatService`] reads, behind one reference count (axum clones
@@ -49,6 +58,7 @@ impl<R> fmt::Debug for PatLayer<R> {
         f.debug_struct("PatLayer")
             .field("options", &self.config.options)
             .field("challenge", &self.config.challenge)
+            .field("client_address", &self.config.client_address)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +71,7 @@ impl PatLayer {
             config: Arc::new(Config {
                 options: ParseOptions::default(),
                 challenge: Challenge::default(),
+                client_address: ClientAddress::default(),
             }),
             on_rejection: DefaultOnRejection,
         }
@@ -75,6 +86,7 @@ impl<R> PatLayer<R> {
         self.config = Arc::new(Config {
             challenge: Challenge::new(&realm, options.bearer, options.basic),
             options,
+            client_address: self.config.client_address,
         });
         self
     }
@@ -97,6 +109,25 @@ impl<R> PatLayer<R> {
     /// Longest `Authorization` header accepted (default 4096 bytes); longer is 400.
     pub fn with_max_header_len(self, len: usize) -> Self {
         self.map_config(|o, _| o.max_len = len)
+    }
+
+    /// Where the failed-attempt limiter finds the client's address (default
+    /// [`ClientAddress::connection`]). Behind reverse proxies, the address they forward:
+    /// see [`ClientAddress`] for which entry is trusted.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tower_pat::layer::ClientAddress;
+    /// use tower_pat::{Authenticator, MemoryStore, PatLayer};
+    ///
+    /// # let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+    /// // Behind one proxy that appends to `Forwarded` (RFC 7239).
+    /// let layer = PatLayer::new(auth).with_client_address(ClientAddress::forwarded(1));
+    /// # let _ = layer;
+    /// ```
+    pub fn with_client_address(mut self, source: ClientAddress) -> Self {
+        Arc::make_mut(&mut self.config).client_address = source;
+        self
     }
 
     /// Answer rejections with `handler` instead of the standard response.
@@ -207,7 +238,7 @@ fn authorize_now(
     auth: &Authenticator,
     config: &Config,
     header: Header<'_>,
-    client: Option<&str>,
+    client: Option<IpAddr>,
 ) -> Now {
     // The username (not secret) goes on with a miss; the password stays.
     let check_basic = |username: &str, password: &str| {
@@ -248,27 +279,31 @@ fn authorize_now(
     }
 }
 
-/// Room for an IP address as text (the longest IPv6 form is 45 bytes).
-type ClientText = [u8; 48];
+/// Set once the layer has warned that a request came with no client address.
+static WARNED_NO_ADDRESS: AtomicBool = AtomicBool::new(false);
 
-/// The client's address, for failed-attempt limiting: axum's `ConnectInfo<SocketAddr>`,
-/// or a plain `SocketAddr` extension. Written into `buf`, so no allocation per request.
-fn client_key<'b>(ext: &http::Extensions, buf: &'b mut ClientText) -> Option<&'b str> {
-    use std::io::Write as _;
-    #[cfg(feature = "axum")]
-    let connect_info = ext
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0);
-    #[cfg(not(feature = "axum"))]
-    let connect_info = None;
-    let ip = connect_info
-        .or_else(|| ext.get::<std::net::SocketAddr>().copied())?
-        .ip();
-    let mut rest = &mut buf[..];
-    write!(rest, "{ip}").ok()?;
-    let len = rest.len();
-    let written = buf.len() - len;
-    std::str::from_utf8(&buf[..written]).ok()
+/// Warnings logged about requests without a client address (at most one per process).
+#[cfg(test)]
+pub(crate) static NO_ADDRESS_WARNINGS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// The limiter is on but cannot see who the client is: say so once, with the fix.
+#[cold]
+fn warn_no_client_address() {
+    if WARNED_NO_ADDRESS.load(Ordering::Relaxed) || WARNED_NO_ADDRESS.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    #[cfg(test)]
+    NO_ADDRESS_WARNINGS.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        "tower-pat: a request came with no client address, so failed attempts are not \
+         limited (this is logged once). Serve with \
+         `app.into_make_service_with_connect_info::<SocketAddr>()`, or behind a reverse proxy \
+         set `PatLayer::with_client_address(ClientAddress::x_forwarded_for(hops))` (or \
+         `ClientAddress::forwarded(hops)`), or switch the limiter off with \
+         `AttemptLimiter::disabled()`"
+    );
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for PatService<S, R>
@@ -289,9 +324,15 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         // The client's address matters only to the attempt limiter.
-        let mut buf: ClientText = [0; 48];
         let client = if shared.auth.limits_attempts() {
-            client_key(req.extensions(), &mut buf)
+            let client = shared
+                .config
+                .client_address
+                .of(req.headers(), req.extensions());
+            if client.is_none() {
+                warn_no_client_address();
+            }
+            client
         } else {
             None
         };
@@ -324,7 +365,6 @@ where
             Now::Missed { missed, username } => (missed, username),
         };
         // A cache miss: read the store (and maybe wait) in a future of its own.
-        let client = client.map(str::to_owned);
         // The clone is the one polled ready; keep the fresh one for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -332,7 +372,7 @@ where
         ResponseFuture::boxed(Box::pin(async move {
             let (auth, config) = (&shared.auth, &shared.config);
             let verdict = auth
-                .check_missed_from(client.as_deref(), username.as_deref(), missed)
+                .check_missed_from(client, username.as_deref(), missed)
                 .await
                 .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()));
             match verdict {
@@ -410,5 +450,45 @@ where
                 .expect("ResponseFuture polled after it completed"))),
             KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::convert::Infallible;
+    use tower::ServiceExt as _;
+
+    async fn status(svc: &PatService<tower::util::ServiceFn<Handler>>, addr: bool) -> u16 {
+        let mut req = Request::builder()
+            .uri("/")
+            .header("authorization", "Bearer pat_wrong")
+            .body(())
+            .unwrap();
+        if addr {
+            req.extensions_mut()
+                .insert(std::net::SocketAddr::from(([192, 0, 2, 1], 4711)));
+        }
+        svc.clone().oneshot(req).await.unwrap().status().as_u16()
+    }
+
+    type Handler = fn(Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>>;
+
+    fn ok(_: Request<()>) -> std::future::Ready<Result<Response<String>, Infallible>> {
+        std::future::ready(Ok(Response::new(String::new())))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_without_a_client_address_warns_once() {
+        let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+        assert!(auth.limits_attempts(), "the limiter is on by default");
+        let svc = PatLayer::new(auth).layer(tower::service_fn(ok as Handler));
+        for _ in 0..3 {
+            assert_eq!(status(&svc, true).await, 401);
+            assert_eq!(status(&svc, false).await, 401);
+        }
+        // Other tests of this binary may have been first; either way, one warning.
+        assert_eq!(NO_ADDRESS_WARNINGS.load(Ordering::Relaxed), 1);
     }
 }

@@ -16,9 +16,11 @@
 //! ```
 
 mod auth;
+mod client_address;
 mod node_root;
 mod require;
 
 pub use auth::{PatLayer, PatService, ResponseFuture};
+pub use client_address::ClientAddress;
 pub use node_root::node_root_scopes;
 pub use require::{is_read_method, node_scopes, RequireScopes, RequireScopesLayer, ScopePolicy};
