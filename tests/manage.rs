@@ -88,7 +88,10 @@ async fn expiry_models() {
     ] {
         let err = m.create(OP, bad.clone()).await.unwrap_err();
         assert!(
-            matches!(err, ManageError::BadInput { .. }),
+            matches!(
+                err,
+                ManageError::BadInput { .. } | ManageError::Policy { .. }
+            ),
             "{bad:?}: {err}"
         );
     }
@@ -110,7 +113,7 @@ async fn expiry_policy() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ManageError::BadInput { field, .. } if field == "expire"),
+        matches!(&err, ManageError::Policy { field, .. } if field == "expire"),
         "{err}"
     );
     assert!(m
@@ -133,7 +136,7 @@ async fn expiry_policy() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, ManageError::BadInput { .. }));
+    assert!(matches!(err, ManageError::Policy { .. }));
     assert!(m
         .patch(OP, &id, TokenPatch::new().expires_at(None))
         .await
@@ -151,7 +154,7 @@ async fn expiry_policy() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ManageError::BadInput { field, .. } if field == "never_expires"),
+        matches!(&err, ManageError::Policy { field, .. } if field == "never_expires"),
         "{err}"
     );
     assert!(m

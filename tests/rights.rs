@@ -254,9 +254,9 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
         assert!(m.contains(latest), "{body}: {m}");
         assert_eq!(r.1["details"][0]["latest_end"], latest);
     }
-    // "Never" is refused by the default policy before the cap is asked (400).
+    // "Never" is refused by the default policy before the cap is asked.
     let r = create(&e, &parent, json!({"never_expires": true})).await;
-    refused(&r, StatusCode::BAD_REQUEST, "invalid_request");
+    refused(&r, StatusCode::FORBIDDEN, "policy");
     // A sliding child within the end is fine.
     let r = create(
         &e,

@@ -108,7 +108,11 @@ async fn flush_writes_every_pending_use_and_slide() {
         let (last, exp) = cached[id];
         match i % 3 {
             0 => assert_eq!(exp, None),
-            1 => assert_eq!(exp, Some(last + time::Duration::hours(1))),
+            // A new end is rounded up by a second (the clock is in whole seconds).
+            1 => assert_eq!(
+                exp,
+                Some(last + time::Duration::hours(1) + time::Duration::seconds(1))
+            ),
             _ => assert_eq!(exp, Some(start + time::Duration::seconds(100))),
         }
     }
@@ -175,7 +179,7 @@ async fn graceful_shutdown_then_flush_persists_every_use() {
         assert_eq!(stored.last_used, Some(used_at));
         let expected = match i % 3 {
             0 => None,
-            1 => Some(used_at + time::Duration::hours(1)),
+            1 => Some(used_at + time::Duration::hours(1) + time::Duration::seconds(1)),
             _ => Some(used_at - time::Duration::seconds(7) + time::Duration::seconds(100)),
         };
         assert_eq!(stored.expires_at, expected, "token {i}");

@@ -35,7 +35,9 @@
 //! 404 to a non-admin.
 
 mod error;
+mod openapi;
 mod router;
 
 pub use error::{ApiError, ErrorBody};
+pub use openapi::document;
 pub use router::{router, AdminApi, TokenList, BASE};

@@ -292,9 +292,14 @@ async fn list_tokens(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// A whole number in `min..=max`, written as the document says: digits, no sign, no
+/// leading zero.
 fn number(key: &str, v: &str, min: u32, max: u32) -> Result<u32, ManageError> {
-    v.parse::<u32>()
-        .ok()
+    let canonical =
+        !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0'));
+    canonical
+        .then(|| v.parse::<u32>().ok())
+        .flatten()
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| {
             ManageError::bad_input(key, format!("expected a whole number from {min} to {max}"))
@@ -446,20 +451,7 @@ async fn rotate_token(
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
 )]
 async fn openapi_json() -> Response {
-    match AdminApi::openapi().to_json() {
-        Ok(doc) => {
-            let mut res = (StatusCode::OK, doc).into_response();
-            res.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            res
-        }
-        Err(e) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            format!("cannot render the OpenAPI document: {e}"),
-        )
-        .into_response(),
-    }
+    json_response(StatusCode::OK, &super::openapi::document())
 }
 
 struct BearerScheme;
@@ -475,8 +467,10 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
-/// The OpenAPI 3 document of the admin router, generated from its types:
-/// `AdminApi::openapi()` (served at `GET /personal-access-tokens/openapi.json`).
+/// The OpenAPI 3 document of the admin router as generated from its types
+/// (`AdminApi::openapi()`); what is served at `GET /personal-access-tokens/openapi.json`
+/// is [`document`](super::document), this with the patterns, bounds and answers the
+/// types cannot state.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(

@@ -103,11 +103,11 @@ pub fn parse_order(s: &str) -> Result<Order, ManageError> {
     Ok(Order { field, descending })
 }
 
-/// Parses `true`/`false` (also `1`/`0`, `yes`/`no`).
+/// Parses `true` or `false`.
 pub(crate) fn boolean(key: &str, value: &str) -> Result<bool, ManageError> {
     match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Ok(true),
-        "false" | "0" | "no" => Ok(false),
+        "true" => Ok(true),
+        "false" => Ok(false),
         _ => Err(ManageError::bad_input(key, "expected true or false")),
     }
 }
