@@ -4,28 +4,25 @@
 //!
 //! Environment: `PAT_LISTEN` (default `127.0.0.1:3000`), `PAT_STORE_URL` (default
 //! `sqlite://quickstart.db`), `PAT_DEMO_SCOPES` (comma-separated; empty = full access),
-//! `PAT_DEMO_EXPIRE` (e.g. `20d`) or `PAT_DEMO_AUTO` (auto-refresh window in seconds).
+//! `PAT_DEMO_EXPIRE` (e.g. `20d`; default 30 days, the default expiry policy) or
+//! `PAT_DEMO_AUTO` (auto-refresh window in seconds), `PAT_MAX_FAILURES` (failed attempts
+//! per client before 429, default 20, `0` = off) per `PAT_FAILURE_WINDOW` (default `60s`).
 //!
 //! Routes: `GET /whoami` (any valid token), `GET /nodes/{uuid}` (needs `node:{uuid}:r`),
 //! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`), and the admin API under
 //! `/personal-access-tokens` (each user manages their own tokens; `pat:admin` everyone's).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use tower_pat::expiry::parse_duration;
+use support::{env, limiter_from_env};
 use tower_pat::layer::node_scopes;
-use tower_pat::manage::Manager;
-use tower_pat::{
-    Authenticator, Expiry, NewToken, PatLayer, Principal, RequireScopesLayer, ScopeSet,
-};
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
+use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
+use tower_pat::{Authenticator, PatLayer, Principal, RequireScopesLayer, ScopeSet};
 
 async fn run() -> Result<(), String> {
     let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
@@ -37,30 +34,28 @@ async fn run() -> Result<(), String> {
     let store = tower_pat::store::open(&store_url)
         .await
         .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
-    let auth = Authenticator::new(store);
-    let now = auth.clock().now();
-    let expiry = match (env("PAT_DEMO_EXPIRE"), env("PAT_DEMO_AUTO")) {
+    let auth = Authenticator::builder(store)
+        .with_attempt_limiter(limiter_from_env(20)?)
+        .build();
+    let manager = Manager::new(auth.clone());
+    // The demo token follows the default expiry policy, like every token: 30 days unless
+    // PAT_DEMO_EXPIRE or PAT_DEMO_AUTO says otherwise, never more than 366.
+    let mut demo = CreateTokenRequest::for_owner("demo").name("quickstart");
+    demo.scopes = scopes.iter().map(ToString::to_string).collect();
+    demo = match (env("PAT_DEMO_EXPIRE"), env("PAT_DEMO_AUTO")) {
         (Some(_), Some(_)) => return Err("set PAT_DEMO_EXPIRE or PAT_DEMO_AUTO, not both".into()),
-        (Some(e), None) => Expiry::hard(
-            now,
-            parse_duration(&e).map_err(|e| format!("PAT_DEMO_EXPIRE: {e}"))?,
-        ),
+        (Some(e), None) => demo.expire(e),
         (None, Some(a)) => {
-            let secs: u64 = a.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+            demo.auto_refresh(a.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
                 format!("PAT_DEMO_AUTO: {a:?} is not a positive number of seconds")
-            })?;
-            Expiry::auto_refresh(now, Duration::from_secs(secs), None)
+            })?)
         }
-        (None, None) => Expiry::Never,
+        (None, None) => demo,
     };
-    let created = auth
-        .create(
-            NewToken::new("demo", "quickstart")
-                .with_scopes(scopes)
-                .with_expiry(expiry),
-        )
+    let created = manager
+        .create(&Actor::Operator, demo)
         .await
-        .map_err(|e| format!("could not store the demo token: {e}"))?;
+        .map_err(|e| format!("could not create the demo token: {e}"))?;
     println!("token: {}", created.token.expose());
 
     let app = Router::new()
@@ -70,7 +65,7 @@ async fn run() -> Result<(), String> {
         )
         .route_layer(RequireScopesLayer::from_policy(node_scopes("/nodes/")))
         .route("/whoami", get(|p: Principal| async move { Json(p) }))
-        .merge(tower_pat::admin::router(Manager::new(auth.clone())))
+        .merge(tower_pat::admin::router(manager))
         .layer(PatLayer::new(auth.clone()));
 
     let listener = tokio::net::TcpListener::bind(&listen)

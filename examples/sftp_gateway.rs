@@ -28,6 +28,8 @@
 //! sftp -P 2222 demo@127.0.0.1     # password: the token
 //! ```
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{ErrorKind, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,9 +44,8 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode,
 };
+use support::{env, limiter_from_env};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tower_pat::expiry::parse_duration;
-use tower_pat::limit::AttemptLimiter;
 use tower_pat::scope::NodePerm;
 use tower_pat::{Authenticator, NewToken, Principal, Scope, ScopeSet};
 use uuid::Uuid;
@@ -595,30 +596,6 @@ impl russh_sftp::server::Handler for SftpSession {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// `PAT_MAX_FAILURES` (default 5, `0` = off) per `PAT_FAILURE_WINDOW` (default `60s`).
-fn limiter_from_env() -> Result<AttemptLimiter, String> {
-    let max: u32 = match env("PAT_MAX_FAILURES") {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("PAT_MAX_FAILURES: {v:?} is not a number"))?,
-        None => 5,
-    };
-    let window = match env("PAT_FAILURE_WINDOW") {
-        Some(v) => parse_duration(v.trim()).map_err(|e| format!("PAT_FAILURE_WINDOW: {e}"))?,
-        None => Duration::from_secs(60),
-    };
-    Ok(if max == 0 {
-        AttemptLimiter::disabled()
-    } else {
-        AttemptLimiter::new(max, window)
-    })
-}
-
 /// Loads the host key at `path`, or makes one and saves it there (mode 0600).
 fn host_key(path: Option<&str>) -> Result<PrivateKey, String> {
     use std::io::Write;
@@ -668,7 +645,7 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
     let auth = Authenticator::builder(store)
-        .with_attempt_limiter(limiter_from_env()?)
+        .with_attempt_limiter(limiter_from_env(5)?)
         .build();
 
     let scopes = env("PAT_DEMO_SCOPES");

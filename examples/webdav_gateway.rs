@@ -23,6 +23,8 @@
 //! curl -u demo:<token> -X PROPFIND -H 'Depth: 1' http://127.0.0.1:4918/
 //! ```
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::extract::Request;
 use axum::Router;
@@ -42,9 +44,8 @@ use dav_server::fs::{
 use dav_server::localfs::LocalFs;
 use dav_server::memls::MemLs;
 use dav_server::DavHandler;
-use tower_pat::expiry::parse_duration;
+use support::{env, limiter_from_env};
 use tower_pat::layer::node_root_scopes;
-use tower_pat::limit::AttemptLimiter;
 use tower_pat::{Authenticator, NewToken, PatLayer, RequireScopesLayer, ScopeSet};
 use uuid::Uuid;
 
@@ -265,30 +266,6 @@ pub(crate) async fn serve(
     .await
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// `PAT_MAX_FAILURES` (default 5, `0` = off) per `PAT_FAILURE_WINDOW` (default `60s`).
-fn limiter_from_env() -> Result<AttemptLimiter, String> {
-    let max: u32 = match env("PAT_MAX_FAILURES") {
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("PAT_MAX_FAILURES: {v:?} is not a number"))?,
-        None => 5,
-    };
-    let window = match env("PAT_FAILURE_WINDOW") {
-        Some(v) => parse_duration(v.trim()).map_err(|e| format!("PAT_FAILURE_WINDOW: {e}"))?,
-        None => Duration::from_secs(60),
-    };
-    Ok(if max == 0 {
-        AttemptLimiter::disabled()
-    } else {
-        AttemptLimiter::new(max, window)
-    })
-}
-
 async fn run() -> Result<(), String> {
     let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:4918".to_owned());
     let root = PathBuf::from(env("PAT_ROOT").unwrap_or_else(|| ".".to_owned()));
@@ -310,7 +287,7 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
     let auth = Authenticator::builder(store)
-        .with_attempt_limiter(limiter_from_env()?)
+        .with_attempt_limiter(limiter_from_env(5)?)
         .build();
 
     let scopes = env("PAT_DEMO_SCOPES");

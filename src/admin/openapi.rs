@@ -22,6 +22,11 @@ const DURATION_PATTERN: &str = r"^[1-9][0-9]{0,11}[smhdw]?$";
 const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*$";
 /// No control characters and no `:` (Basic auth splits on it).
 const OWNER_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f:]*$";
+/// An RFC 3339 date-time, as the server parses it (a calendar check is left to `format`).
+const DATE_TIME_PATTERN: &str = concat!(
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]",
+    r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+);
 /// The most seconds `validity_seconds` and `auto_refresh_seconds` take (100 years).
 const MAX_SECONDS: u64 = 100 * 366 * 86_400;
 /// The fields of a token's JSON, which a `test` operation may read.
@@ -60,9 +65,9 @@ fn name() -> Value {
 
 fn date_time(nullable: bool) -> Value {
     if nullable {
-        json!({"type": ["string", "null"], "format": "date-time"})
+        json!({"type": ["string", "null"], "format": "date-time", "pattern": DATE_TIME_PATTERN})
     } else {
-        json!({"type": "string", "format": "date-time"})
+        json!({"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN})
     }
 }
 
@@ -228,9 +233,16 @@ fn error(description: &str) -> Value {
     })
 }
 
+/// A route, its method, and the answers it adds to the layer's.
+type Operation = (
+    String,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn paths(doc: &mut Value) {
     let base = crate::admin::BASE;
-    let ops: [(String, &str, &[(&str, &str)]); 7] = [
+    let ops: [Operation; 7] = [
         (base.to_owned(), "post", &[
             ("400", "Bad input (names the field or scope), or no JSON body"),
             ("403", "insufficient_scope (pat:write, or pat:admin for another owner), a scope the caller's token lacks, an end after the caller's own, or refused by the expiry policy"),

@@ -151,3 +151,12 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
+
+/// Parses an RFC 3339 timestamp as the OpenAPI document's `date-time` says: `T` (or `t`)
+/// between date and time, where the `time` crate would also take a space.
+pub(crate) fn parse_rfc3339(s: &str) -> Option<time::OffsetDateTime> {
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}

@@ -400,19 +400,15 @@ fn check_field(field: &str, v: &Value) -> OpResult<()> {
         },
         "expires_at" => match v {
             Value::Null => Ok(()),
-            Value::String(s) => {
-                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                    .map(drop)
-                    .map_err(|_| {
-                        (
-                            PatchErrorKind::InvalidValue,
-                            format!(
-                                "{:?} is not an RFC 3339 timestamp such as 2030-01-01T00:00:00Z",
-                                cut(s)
-                            ),
-                        )
-                    })
-            }
+            Value::String(s) => super::error::parse_rfc3339(s).map(drop).ok_or_else(|| {
+                (
+                    PatchErrorKind::InvalidValue,
+                    format!(
+                        "{:?} is not an RFC 3339 timestamp such as 2030-01-01T00:00:00Z",
+                        cut(s)
+                    ),
+                )
+            }),
             _ => bad("expires_at is an RFC 3339 timestamp or null"),
         },
         "scopes" => match v {

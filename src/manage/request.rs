@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::error::{rfc3339, ManageError};
+use super::error::{parse_rfc3339, rfc3339, ManageError};
 use crate::clock;
 use crate::expiry::{parse_duration, Expiry};
 use crate::scope::ScopeSet;
@@ -50,13 +50,17 @@ pub struct CreateTokenRequest {
     #[serde(default)]
     pub expire: Option<String>,
     /// Hard expiry after this many seconds.
-    #[serde(default, alias = "accessTokenValiditySeconds")]
+    #[serde(
+        default,
+        alias = "accessTokenValiditySeconds",
+        deserialize_with = "whole"
+    )]
     pub validity_seconds: Option<u64>,
     /// Hard expiry at this time (RFC 3339).
     #[serde(default)]
     pub expires_at: Option<String>,
     /// Sliding expiry: valid while used at least once per this many seconds.
-    #[serde(default, alias = "auto")]
+    #[serde(default, alias = "auto", deserialize_with = "whole")]
     pub auto_refresh_seconds: Option<u64>,
     /// Never expires (refused unless the policy allows it: [`ExpiryPolicy::allow_never`]).
     #[serde(default)]
@@ -431,9 +435,9 @@ fn seconds(field: &str, s: u64) -> Result<Duration, ManageError> {
 
 /// Parses an RFC 3339 timestamp, truncated to the second.
 pub(crate) fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, ManageError> {
-    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+    parse_rfc3339(s)
         .map(|t| clock::from_unix(t.unix_timestamp()))
-        .map_err(|_| {
+        .ok_or_else(|| {
             ManageError::bad_input(
                 field,
                 format!(
@@ -468,4 +472,23 @@ pub(crate) fn check_owner(owner: &str) -> Result<(), ManageError> {
         return bad("owner holds a control character or ':'");
     }
     Ok(())
+}
+
+/// A whole number of seconds, also written as a float with no fraction (`60.0`): JSON
+/// Schema's `integer` takes both.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(u) = n.as_u64() {
+        return Ok(Some(u));
+    }
+    match n.as_f64() {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(D::Error::custom(format!(
+            "{n} is not a whole number of seconds"
+        ))),
+    }
 }
