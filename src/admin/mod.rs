@@ -30,9 +30,12 @@
 //! | `POST /personal-access-tokens/{id}/rotate` | the new token value; `{"grace": "1h", "new_id": false}` |
 //! | `GET /personal-access-tokens/openapi.json` | the OpenAPI 3 document |
 //!
-//! Errors are `{"error", "message", "details"}` with 400, 401, 403, 404, 409, 415 or
-//! 503 (with `Retry-After`); 429 comes from the layer in front. Another user's token is
-//! 404 to a non-admin.
+//! Errors are `{"error", "message", "details"}` with 400, 401, 403 (`insufficient_scope`
+//! naming the management scope needed, `forbidden`, `policy`), 404, 409, 412 (a stale
+//! `If-Match`), 415 or 503 (with `Retry-After`); 429 comes from the layer in front.
+//! Another user's token is 404 to a non-admin. Every token answer carries its version as
+//! the `ETag`. [`document`] is the OpenAPI document as served: the contract, checked by
+//! schemathesis in CI.
 
 mod error;
 mod openapi;
