@@ -924,3 +924,72 @@ async fn openapi_document_lists_every_route() {
         .contains_key("secret_hash"));
     assert!(a.json["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test]
+async fn bodies_must_be_json_objects() {
+    let e = env().await;
+    let uri = "/personal-access-tokens";
+    // A create needs a JSON object: no body, an array, or another media type are refused.
+    let a = call(&e.app, "POST", uri, Some(&e.alice_full), None).await;
+    assert_error(
+        &a,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    for body in ["", "[]", "null", "\"x\""] {
+        let a = call(
+            &e.app,
+            "POST",
+            uri,
+            Some(&e.alice_full),
+            Some(("application/json", body.into())),
+        )
+        .await;
+        assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let a = call(
+        &e.app,
+        "POST",
+        uri,
+        Some(&e.alice_full),
+        Some(("text/plain", "{}".into())),
+    )
+    .await;
+    assert_error(
+        &a,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let a = call(
+        &e.app,
+        "POST",
+        uri,
+        Some(&e.alice_full),
+        Some(("application/json; charset=utf-8", "{}".into())),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
+    // A rotate takes no body, null or an object; not an array.
+    let id = a.json["id"].as_str().unwrap().to_owned();
+    let rotate = format!("{uri}/{id}/rotate");
+    let a = call(
+        &e.app,
+        "POST",
+        &rotate,
+        Some(&e.alice_full),
+        Some(("application/json", "[]".into())),
+    )
+    .await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    for body in ["", "null", "{}"] {
+        let a = call(
+            &e.app,
+            "POST",
+            &rotate,
+            Some(&e.alice_full),
+            Some(("application/json", body.into())),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{body:?}: {}", a.json);
+    }
+}

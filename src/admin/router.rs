@@ -153,11 +153,27 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    Ok(parse_json::<Option<T>>(body)?.unwrap_or_default())
+    match parse_value(body)? {
+        serde_json::Value::Null => Ok(T::default()),
+        v => from_object(v),
+    }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    from_object(parse_value(body)?)
+}
+
+fn parse_value(body: &Bytes) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ManageError::bad_input("body", format!("the body is not JSON: {e}")).into())
+}
+
+/// A JSON object as `T` (serde would also take an array for a struct).
+fn from_object<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ManageError::bad_input("body", "the body must be a JSON object").into());
+    }
+    serde_json::from_value(v).map_err(|e| {
         ManageError::bad_input("body", format!("the body is not the expected JSON: {e}")).into()
     })
 }
