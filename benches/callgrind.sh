@@ -35,12 +35,11 @@ for mode in "${MODES[@]}"; do
     *) header="Authorization: Bearer $(sed -n 's/^token: //p' "$dir/$mode.log" | head -1)" ;;
   esac
   wrk -t1 -c4 -d2s -H "$header" "http://$addr/" >/dev/null
-  callgrind_control --zero "$pid" >/dev/null
+  callgrind_control --zero "$pid" >/dev/null 2>&1
   requests=$(wrk -t1 -c4 -d5s -H "$header" "http://$addr/" | awk '/requests in/ {print $1}')
-  callgrind_control --dump "$pid" >/dev/null
+  callgrind_control --dump "$pid" >/dev/null 2>&1
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-  # The dump made after zeroing holds exactly the measured requests' instructions.
-  last=$(ls -t "$dir/$mode.out"* | head -1)
-  total=$(awk '/^(summary|totals):/ {print $2; exit}' "$last")
+  # The first dump, made after zeroing, holds exactly the measured requests' instructions.
+  total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dir/$mode.out.1")
   echo "$mode: $((total / requests)) instructions per request ($requests requests)"
 done
