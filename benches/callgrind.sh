@@ -8,7 +8,8 @@
 # Per mode: start the server under callgrind, warm it up with wrk for 2 s, zero the
 # counters, run wrk -c4 for 5 s, dump, and divide the instructions by the requests wrk
 # made. Needs valgrind (callgrind_control) and wrk. BIN=path/to/bench_server measures
-# another build (e.g. an older commit's), TOKENS the tokens in the store (1,000).
+# another build (e.g. an older commit's), TOKENS the tokens in the store (1,000), ARGS
+# more bench_server flags (e.g. `--connect-info`, `--outer`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
@@ -24,7 +25,7 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 for mode in "${MODES[@]}"; do
   valgrind --tool=callgrind --callgrind-out-file="$dir/$mode.out" \
-    "$BIN" --listen 127.0.0.1:0 --mode "$mode" --tokens "${TOKENS:-1000}" >"$dir/$mode.log" 2>"$dir/$mode.err" &
+    "$BIN" --listen 127.0.0.1:0 --mode "$mode" --tokens "${TOKENS:-1000}" ${ARGS:-} >"$dir/$mode.log" 2>"$dir/$mode.err" &
   pid=$!
   for _ in $(seq 600); do grep -q '^listening:' "$dir/$mode.log" && break; sleep 0.1; done
   addr=$(sed -n 's/^listening: //p' "$dir/$mode.log")

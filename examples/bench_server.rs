@@ -12,7 +12,8 @@
 //! extensions (Basic: decoded on the stack first, and the username compared). No token
 //! format, checksum, expiry, scopes, cache policy or store: a yardstick, not a validator.
 //!
-//! `--outer` applies the layer around the whole `Router` (so it runs before routing)
+//! `--connect-info` serves with `into_make_service_with_connect_info`, so the layer sees
+//! each client's address (as the failed-attempt limiter needs). `--outer` applies the layer around the whole `Router` (so it runs before routing)
 //! instead of with `Router::layer` (after routing, on each route): axum's per-route
 //! plumbing is then left out, for every layered mode alike.
 //!
@@ -39,13 +40,14 @@ use tower::{Layer, Service};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tower_pat::{Authenticator, MemoryStore, NewToken, PatLayer};
 
-const USAGE: &str = "usage: bench_server --listen ADDR --mode bare|tower-http-bearer|pat-bearer|pat-basic|pat-uncached|floor-bearer|floor-basic [--tokens N] [--outer]";
+const USAGE: &str = "usage: bench_server --listen ADDR --mode bare|tower-http-bearer|pat-bearer|pat-basic|pat-uncached|floor-bearer|floor-basic [--tokens N] [--outer] [--connect-info]";
 
 struct Args {
     listen: String,
     mode: String,
     tokens: usize,
     outer: bool,
+    connect_info: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -54,6 +56,7 @@ fn args() -> Result<Args, String> {
         mode: "bare".into(),
         tokens: 10_000,
         outer: false,
+        connect_info: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +76,7 @@ fn args() -> Result<Args, String> {
                     .ok_or(format!("--tokens {v:?} is not a positive number"))?;
             }
             "--outer" => a.outer = true,
+            "--connect-info" => a.connect_info = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -108,6 +112,13 @@ where
     let served = match layer {
         Some(layer) if a.outer => {
             let app = axum::ServiceExt::<Request>::into_make_service(layer.layer(hello));
+            axum::serve(listener, app).await
+        }
+        // The client's address in each request, as a limiter needs it.
+        Some(layer) if a.connect_info => {
+            let app = hello
+                .layer(layer)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
             axum::serve(listener, app).await
         }
         Some(layer) => axum::serve(listener, hello.layer(layer)).await,
