@@ -1,13 +1,14 @@
 //! The OpenAPI document as served: [`AdminApi`]'s, generated from the types, with what
 //! utoipa cannot say from them written in here (string patterns, bounds, the JSON Patch
 //! operations the router takes, mutually exclusive fields, every answer of the layer in
-//! front). The document is the contract: schemathesis (`--checks all`, in `.ci/run`)
+//! front; every error answer is declared here, once). The document is the contract: schemathesis (`--checks all`, in `.ci/run`)
 //! checks that every schema-valid request is accepted and every invalid one refused.
 
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 use super::router::AdminApi;
+use crate::manage::TokenView;
 use crate::scope::MAX_SCOPE_LEN;
 use crate::store::ListQuery;
 
@@ -29,24 +30,6 @@ const DATE_TIME_PATTERN: &str = concat!(
 );
 /// The most seconds `validity_seconds` and `auto_refresh_seconds` take (100 years).
 const MAX_SECONDS: u64 = 100 * 366 * 86_400;
-/// The fields of a token's JSON, which a `test` operation may read.
-const VIEW_FIELDS: [&str; 14] = [
-    "/id",
-    "/owner",
-    "/name",
-    "/scopes",
-    "/expiry",
-    "/auto_refresh_seconds",
-    "/not_after",
-    "/expires_at",
-    "/active",
-    "/created",
-    "/modified",
-    "/last_used",
-    "/previous_secret_valid_until",
-    "/version",
-];
-
 /// The document served at `GET /personal-access-tokens/openapi.json`.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(AdminApi::openapi()).unwrap_or_else(|_| json!({}));
@@ -196,6 +179,7 @@ fn patch_operation() -> Value {
     let path = |p: &str| json!({"type": "string", "const": p});
     let element = |first: &str| json!({"type": "string", "pattern": format!("^/scopes/({first}0|[1-9][0-9]*)$")});
     let set = ["add", "replace"];
+    let view_fields: Vec<String> = TokenView::FIELDS.iter().map(|f| format!("/{f}")).collect();
     json!({
         "description": "One operation of a JSON Patch (RFC 6902): add or replace /name, /active, /expires_at (null: never) or /scopes; add (/scopes/- appends), replace or remove one scope; remove /expires_at; test any field. A test that fails, or an element that does not exist, is 409.",
         "anyOf": [
@@ -207,7 +191,7 @@ fn patch_operation() -> Value {
             op(&["replace"], element(""), Some(json!({"$ref": "#/components/schemas/Scope"}))),
             op(&["remove"], element(""), None),
             op(&["remove"], path("/expires_at"), None),
-            op(&["test"], json!({"type": "string", "enum": VIEW_FIELDS}), Some(json!({}))),
+            op(&["test"], json!({"type": "string", "enum": view_fields}), Some(json!({}))),
             op(&["test"], element(""), Some(json!({}))),
         ]
     })
@@ -255,20 +239,25 @@ fn paths(doc: &mut Value) {
         (format!("{base}/openapi.json"), "get", &[]),
         (format!("{base}/{{id}}"), "get", &[
             ("403", "insufficient_scope: pat:read"),
+            ("404", "No such token, or another user's"),
         ]),
         (format!("{base}/{{id}}"), "patch", &[
             ("400", "A malformed or forbidden operation (names its index and op)"),
             ("403", "insufficient_scope (pat:write), a scope the caller's token lacks, an end after the caller's own, or refused by the expiry policy"),
+            ("404", "No such token, or another user's"),
             ("409", "A failed test, an element that does not exist, or a concurrent change to the same fields"),
             ("412", "If-Match names another version"),
             ("415", "Not application/json-patch+json"),
         ]),
         (format!("{base}/{{id}}"), "delete", &[
             ("403", "insufficient_scope: pat:write"),
+            ("404", "No such token, or another user's"),
             ("412", "If-Match names another version"),
         ]),
         (format!("{base}/{{id}}/rotate"), "post", &[
-            ("403", "insufficient_scope: pat:write, or a grace period longer than the policy allows"),
+            ("400", "Bad grace period, or a body that is not a JSON object"),
+            ("403", "insufficient_scope: pat:write"),
+            ("404", "No such token, or another user's"),
             ("409", "A concurrent rotation"),
             ("412", "If-Match names another version"),
         ]),

@@ -1,10 +1,13 @@
-//! JSON Patch (RFC 6902) over a [`TokenView`]: a pure, all-or-nothing [`apply`].
+//! JSON Patch (RFC 6902) over a [`TokenView`]: a pure, all-or-nothing [`apply`], by the
+//! [`json-patch`](https://docs.rs/json-patch) crate, behind an allow-list.
 //!
 //! `add`, `remove`, `replace` and `test` are supported; `add`/`remove`/`replace` may
 //! touch only `/name`, `/scopes` (also `/scopes/-` and `/scopes/N`), `/active` and
 //! `/expires_at` (`remove /expires_at` = never expires). `test` may read any field.
-//! `move` and `copy` are refused. The patch runs on a copy; the view changes only when
-//! every operation succeeded, and an error names the failing operation's index and op.
+//! `move` and `copy` are refused. Every operation's path and value are checked first;
+//! then the crate applies the patch, which it undoes if any operation fails, so the view
+//! changes only when every operation succeeded. An error names the failing operation's
+//! index and op.
 //!
 //! ```
 //! use tower_pat::manage::json_patch::{apply, parse};
@@ -30,8 +33,9 @@
 //! assert_eq!(v, before); // all or nothing
 //! ```
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use ::json_patch::{Patch, PatchOperation};
 
 use super::request::check_name;
 use super::view::TokenView;
@@ -41,66 +45,7 @@ use crate::scope::Scope;
 pub const MAX_OPERATIONS: usize = 256;
 
 /// The fields a patch may change.
-pub const PATCHABLE: [&str; 4] = ["name", "scopes", "active", "expires_at"];
-
-/// A JSON Patch operation name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum PatchOp {
-    /// Add a member or an array element (on an existing member: replace it).
-    Add,
-    /// Remove a member or an array element.
-    Remove,
-    /// Replace an existing value.
-    Replace,
-    /// Move a value (refused here).
-    Move,
-    /// Copy a value (refused here).
-    Copy,
-    /// Check that a value equals `value`.
-    Test,
-}
-
-impl PatchOp {
-    /// The name as written in a patch (`add`, `remove`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PatchOp::Add => "add",
-            PatchOp::Remove => "remove",
-            PatchOp::Replace => "replace",
-            PatchOp::Move => "move",
-            PatchOp::Copy => "copy",
-            PatchOp::Test => "test",
-        }
-    }
-}
-
-/// One operation of a JSON Patch document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]
-pub struct PatchOperation {
-    /// The operation.
-    pub op: PatchOp,
-    /// A JSON Pointer (RFC 6901), e.g. `/name` or `/scopes/-`.
-    pub path: String,
-    /// The value for `add`, `replace` and `test` (`null` is a value).
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[cfg_attr(feature = "admin", schema(value_type = Option<Object>))]
-    pub value: Option<Value>,
-    /// The source pointer of `move` and `copy`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-}
-
-/// Keeps an explicit `null` as `Some(Value::Null)` (absent stays `None`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
+const PATCHABLE: [&str; 4] = ["name", "scopes", "active", "expires_at"];
 
 /// What went wrong with a patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +94,16 @@ impl PatchError {
         }
     }
 
+    fn at(i: usize, op: &PatchOperation, (kind, reason): (PatchErrorKind, String)) -> Self {
+        Self {
+            index: Some(i),
+            op: Some(op_name(op).to_owned()),
+            path: Some(cut(op.path().as_str())),
+            kind,
+            reason,
+        }
+    }
+
     fn describe(&self) -> String {
         match (self.index, &self.op, &self.path) {
             (Some(i), Some(op), Some(path)) => {
@@ -166,9 +121,21 @@ impl PatchError {
     }
 }
 
+/// The `op` of an operation as written in a patch.
+fn op_name(op: &PatchOperation) -> &'static str {
+    match op {
+        PatchOperation::Add(_) => "add",
+        PatchOperation::Remove(_) => "remove",
+        PatchOperation::Replace(_) => "replace",
+        PatchOperation::Move(_) => "move",
+        PatchOperation::Copy(_) => "copy",
+        PatchOperation::Test(_) => "test",
+    }
+}
+
 /// Parses a JSON Patch document (a JSON array of operations). Errors name the index of
 /// the malformed operation.
-pub fn parse(body: &[u8]) -> Result<Vec<PatchOperation>, PatchError> {
+pub fn parse(body: &[u8]) -> Result<Patch, PatchError> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| PatchError::whole(format!("the body is not JSON: {e}")))?;
     let Value::Array(items) = doc else {
@@ -187,15 +154,26 @@ pub fn parse(body: &[u8]) -> Result<Vec<PatchOperation>, PatchError> {
         .map(|(i, item)| {
             let op = item.get("op").and_then(Value::as_str).map(cut);
             let path = item.get("path").and_then(Value::as_str).map(cut);
-            serde_json::from_value(item).map_err(|e| PatchError {
-                index: Some(i),
-                op,
-                path,
-                kind: PatchErrorKind::Malformed,
-                reason: e.to_string(),
-            })
+            let reason = match (&path, item.get("path")) {
+                (Some(p), _) if !p.is_empty() && !p.starts_with('/') => Some(format!(
+                    "{p:?} is not a JSON Pointer (it must start with '/')"
+                )),
+                _ => None,
+            };
+            let parsed = serde_json::from_value(item).map_err(|e| e.to_string());
+            match (parsed, reason) {
+                (Ok(op), None) => Ok(op),
+                (Err(reason), None) | (_, Some(reason)) => Err(PatchError {
+                    index: Some(i),
+                    op,
+                    path,
+                    kind: PatchErrorKind::Malformed,
+                    reason,
+                }),
+            }
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(Patch)
 }
 
 fn cut(s: &str) -> String {
@@ -205,20 +183,35 @@ fn cut(s: &str) -> String {
 type OpResult<T> = Result<T, (PatchErrorKind, String)>;
 
 /// Applies `patch` to `view`, all or nothing: on error `view` is unchanged.
-pub fn apply(patch: &[PatchOperation], view: &mut TokenView) -> Result<(), PatchError> {
+pub fn apply(patch: &Patch, view: &mut TokenView) -> Result<(), PatchError> {
+    for (i, op) in patch.0.iter().enumerate() {
+        allowed(op).map_err(|e| PatchError::at(i, op, e))?;
+    }
     let mut doc = serde_json::to_value(&*view)
         .map_err(|e| PatchError::whole(format!("cannot represent the token: {e}")))?;
-    for (i, op) in patch.iter().enumerate() {
-        apply_one(&mut doc, op).map_err(|(kind, reason)| PatchError {
-            index: Some(i),
-            op: Some(op.op.as_str().to_owned()),
-            path: Some(cut(&op.path)),
-            kind,
-            reason,
-        })?;
+    ::json_patch::patch(&mut doc, &patch.0).map_err(|e| {
+        let i = e.operation;
+        let failed = match e.kind {
+            ::json_patch::PatchErrorKind::TestFailed => (
+                PatchErrorKind::TestFailed,
+                format!("the value at {} is not the one given", e.path),
+            ),
+            _ => (
+                PatchErrorKind::NoTarget,
+                format!("{} does not exist", e.path),
+            ),
+        };
+        match patch.0.get(i) {
+            Some(op) => PatchError::at(i, op, failed),
+            None => PatchError::whole(failed.1),
+        }
+    })?;
+    // `remove /expires_at` removed the member: the token never expires.
+    if let Some(o) = doc.as_object_mut() {
+        o.entry("expires_at").or_insert(Value::Null);
     }
     let patched: TokenView = serde_json::from_value(doc).map_err(|e| PatchError {
-        index: patch.len().checked_sub(1),
+        index: patch.0.len().checked_sub(1),
         op: None,
         path: None,
         kind: PatchErrorKind::InvalidValue,
@@ -228,39 +221,47 @@ pub fn apply(patch: &[PatchOperation], view: &mut TokenView) -> Result<(), Patch
     Ok(())
 }
 
-fn apply_one(doc: &mut Value, op: &PatchOperation) -> OpResult<()> {
-    let tokens = parse_pointer(&op.path)?;
-    if op.op == PatchOp::Test {
-        let want = value_of(op)?;
-        let got = resolve(doc, &tokens).ok_or_else(|| {
-            (
-                PatchErrorKind::NoTarget,
-                format!("{} does not exist", op.path),
-            )
-        })?;
-        if got != want {
+/// Whether the allow-list lets `op` through: its kind, its path, and its value.
+fn allowed(op: &PatchOperation) -> OpResult<()> {
+    let tokens: Vec<String> = op
+        .path()
+        .tokens()
+        .map(|t| t.decoded().into_owned())
+        .collect();
+    let path = op.path().as_str();
+    let field =
+        match tokens.first() {
+            Some(f) => f.as_str(),
+            None if matches!(op, PatchOperation::Test(_)) => "",
+            None => return Err((
+                PatchErrorKind::ForbiddenPath,
+                "the whole token cannot be replaced; patch /name, /scopes, /active or /expires_at"
+                    .to_owned(),
+            )),
+        };
+    let element = || match tokens.get(1) {
+        Some(t) if t == "-" || array_index(t).is_some() => Ok(t.as_str()),
+        Some(t) => Err((
+            PatchErrorKind::NoTarget,
+            format!("{t:?} is not an array index"),
+        )),
+        None => Err((PatchErrorKind::NoTarget, format!("{path} does not exist"))),
+    };
+    let value = match op {
+        PatchOperation::Move(_) | PatchOperation::Copy(_) => {
             return Err((
-                PatchErrorKind::TestFailed,
-                format!("the value at {} is {got}, not {want}", op.path),
-            ));
+                PatchErrorKind::Unsupported,
+                "only add, remove, replace and test are supported".to_owned(),
+            ))
         }
-        return Ok(());
-    }
-    if matches!(op.op, PatchOp::Move | PatchOp::Copy) {
-        return Err((
-            PatchErrorKind::Unsupported,
-            "only add, remove, replace and test are supported".to_owned(),
-        ));
-    }
-    let Some(field) = tokens.first().map(String::as_str) else {
-        return Err((
-            PatchErrorKind::ForbiddenPath,
-            "the whole token cannot be replaced; patch /name, /scopes, /active or /expires_at"
-                .to_owned(),
-        ));
+        // `test` reads: anything the token shows, compared by the crate.
+        PatchOperation::Test(_) => return Ok(()),
+        PatchOperation::Add(a) => Some(&a.value),
+        PatchOperation::Replace(r) => Some(&r.value),
+        PatchOperation::Remove(_) => None,
     };
     if !PATCHABLE.contains(&field) {
-        let known = doc.get(field).is_some();
+        let known = TokenView::FIELDS.contains(&field);
         return Err(if known {
             (
                 PatchErrorKind::ForbiddenPath,
@@ -275,104 +276,26 @@ fn apply_one(doc: &mut Value, op: &PatchOperation) -> OpResult<()> {
             )
         });
     }
-    let obj = doc.as_object_mut().ok_or_else(|| {
-        (
-            PatchErrorKind::Malformed,
-            "the token is not an object".to_owned(),
-        )
-    })?;
-    match (op.op, field, tokens.len()) {
-        (PatchOp::Add | PatchOp::Replace, _, 1) => {
-            let v = value_of(op)?.clone();
-            check_field(field, &v)?;
-            obj.insert(field.to_owned(), v);
-            Ok(())
-        }
-        (PatchOp::Remove, "expires_at", 1) => {
-            obj.insert(field.to_owned(), Value::Null);
-            Ok(())
-        }
-        (PatchOp::Remove, "scopes", 1) => Err((
+    match (value, field, tokens.len()) {
+        (Some(v), _, 1) => check_field(field, v),
+        (None, "expires_at", 1) => Ok(()),
+        (None, "scopes", 1) => Err((
             PatchErrorKind::ForbiddenPath,
             "/scopes cannot be removed; replace it with [] for full access".to_owned(),
         )),
-        (PatchOp::Remove, _, 1) => Err((
+        (None, _, 1) => Err((
             PatchErrorKind::ForbiddenPath,
             format!("/{field} cannot be removed"),
         )),
-        (_, "scopes", 2) => {
-            let arr = obj
-                .get_mut("scopes")
-                .and_then(Value::as_array_mut)
-                .ok_or_else(|| {
-                    (
-                        PatchErrorKind::Malformed,
-                        "scopes is not an array".to_owned(),
-                    )
-                })?;
-            scopes_element(arr, op, &tokens[1])
+        (v, "scopes", 2) => {
+            let index = element()?;
+            if index == "-" && !matches!(op, PatchOperation::Add(_)) {
+                return Err((PatchErrorKind::NoTarget, format!("{path} does not exist")));
+            }
+            v.map_or(Ok(()), check_scope)
         }
-        _ => Err((
-            PatchErrorKind::NoTarget,
-            format!("{} does not exist", op.path),
-        )),
+        _ => Err((PatchErrorKind::NoTarget, format!("{path} does not exist"))),
     }
-}
-
-fn scopes_element(arr: &mut Vec<Value>, op: &PatchOperation, token: &str) -> OpResult<()> {
-    let len = arr.len();
-    let index = if token == "-" {
-        None
-    } else {
-        Some(array_index(token).ok_or_else(|| {
-            (
-                PatchErrorKind::NoTarget,
-                format!("{token:?} is not an array index"),
-            )
-        })?)
-    };
-    let missing = || {
-        (
-            PatchErrorKind::NoTarget,
-            format!("{} does not exist (the token has {len} scopes)", op.path),
-        )
-    };
-    match op.op {
-        PatchOp::Add => {
-            let v = value_of(op)?.clone();
-            check_scope(&v)?;
-            match index {
-                None => arr.push(v),
-                Some(i) if i <= len => arr.insert(i, v),
-                Some(_) => return Err(missing()),
-            }
-        }
-        PatchOp::Replace => {
-            let v = value_of(op)?.clone();
-            check_scope(&v)?;
-            match index {
-                Some(i) if i < len => arr[i] = v,
-                _ => return Err(missing()),
-            }
-        }
-        PatchOp::Remove => match index {
-            Some(i) if i < len => {
-                arr.remove(i);
-            }
-            _ => return Err(missing()),
-        },
-        _ => return Err(missing()),
-    }
-    Ok(())
-}
-
-fn value_of(op: &PatchOperation) -> OpResult<&Value> {
-    op.value.as_ref().ok_or_else(|| {
-        (
-            PatchErrorKind::Malformed,
-            format!("{} needs a \"value\"", op.op.as_str()),
-        )
-    })
 }
 
 fn check_scope(v: &Value) -> OpResult<()> {
@@ -426,54 +349,6 @@ fn array_index(t: &str) -> Option<usize> {
         && (t == "0" || !t.starts_with('0'))
         && t.len() <= 9;
     ok.then(|| t.parse().ok()).flatten()
-}
-
-fn parse_pointer(p: &str) -> OpResult<Vec<String>> {
-    if p.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(rest) = p.strip_prefix('/') else {
-        return Err((
-            PatchErrorKind::Malformed,
-            format!(
-                "{:?} is not a JSON Pointer (it must start with '/')",
-                cut(p)
-            ),
-        ));
-    };
-    rest.split('/')
-        .map(|t| {
-            let mut out = String::with_capacity(t.len());
-            let mut chars = t.chars();
-            while let Some(c) = chars.next() {
-                match (c, c == '~') {
-                    (_, false) => out.push(c),
-                    (_, true) => match chars.next() {
-                        Some('0') => out.push('~'),
-                        Some('1') => out.push('/'),
-                        _ => {
-                            return Err((
-                                PatchErrorKind::Malformed,
-                                "'~' must be followed by 0 or 1 in a JSON Pointer".to_owned(),
-                            ))
-                        }
-                    },
-                }
-            }
-            Ok(out)
-        })
-        .collect()
-}
-
-fn resolve<'a>(mut v: &'a Value, tokens: &[String]) -> Option<&'a Value> {
-    for t in tokens {
-        v = match v {
-            Value::Object(m) => m.get(t)?,
-            Value::Array(a) => a.get(array_index(t)?)?,
-            _ => return None,
-        };
-    }
-    Some(v)
 }
 
 #[cfg(test)]
@@ -601,8 +476,14 @@ mod tests {
 
     #[test]
     fn pointer_escapes() {
-        assert_eq!(parse_pointer("/a~1b/c~0").unwrap(), ["a/b", "c~"]);
-        assert!(parse_pointer("/a~2").is_err());
+        let p = parse(br#"[{"op":"test","path":"/a~1b/c~0","value":1}]"#).unwrap();
+        let tokens: Vec<String> = p.0[0]
+            .path()
+            .tokens()
+            .map(|t| t.decoded().into_owned())
+            .collect();
+        assert_eq!(tokens, ["a/b", "c~"]);
+        assert!(parse(br#"[{"op":"test","path":"/a~2","value":1}]"#).is_err());
         assert_eq!(array_index("0"), Some(0));
         assert_eq!(array_index("012"), None);
         assert_eq!(array_index("99999999999999999999"), None);

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::error::ManageError;
-use super::json_patch::{self, PatchOperation};
+use super::json_patch::{self, Patch};
 use super::request::{
     check_name, check_owner, parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest,
     TokenPatch,
@@ -491,7 +491,7 @@ impl Manager {
         &self,
         actor: &Actor,
         id: &str,
-        ops: &[PatchOperation],
+        ops: &Patch,
         if_version: Option<u64>,
     ) -> Result<TokenView, ManageError> {
         self.require(actor, Right::Write)?;

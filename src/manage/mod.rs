@@ -55,7 +55,7 @@ mod view;
 
 pub(crate) use error::rfc3339;
 pub use error::ManageError;
-pub use json_patch::{PatchError, PatchOperation};
+pub use json_patch::{Patch, PatchError, PatchOperation};
 pub use manager::{Actor, ManagementScopes, Manager, Right};
 pub use request::{
     parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch, MAX_NAME_LEN,

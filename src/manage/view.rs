@@ -60,6 +60,26 @@ pub struct TokenView {
     pub version: u64,
 }
 
+impl TokenView {
+    /// The fields of a token's JSON, in order (what a JSON Patch `test` may read).
+    pub(crate) const FIELDS: [&'static str; 14] = [
+        "id",
+        "owner",
+        "name",
+        "scopes",
+        "expiry",
+        "auto_refresh_seconds",
+        "not_after",
+        "expires_at",
+        "active",
+        "created",
+        "modified",
+        "last_used",
+        "previous_secret_valid_until",
+        "version",
+    ];
+}
+
 impl From<&TokenRecord> for TokenView {
     fn from(r: &TokenRecord) -> Self {
         let (expiry, auto_refresh_seconds, not_after) = match r.expiry {
