@@ -53,6 +53,7 @@ mod manager;
 mod request;
 mod view;
 
+#[cfg(feature = "admin")]
 pub(crate) use error::rfc3339;
 pub use error::ManageError;
 pub use json_patch::{Patch, PatchError, PatchOperation};
