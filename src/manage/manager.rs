@@ -26,8 +26,9 @@ use time::OffsetDateTime;
 pub enum Actor {
     /// Every right, no scope cap: the `pat` CLI and server-side code.
     Operator,
-    /// The holder of this token: their own tokens only, unless the token holds the admin
-    /// scope; never more scopes than the token grants.
+    /// The holder of this token: what its management scopes allow (`pat:read`,
+    /// `pat:write`; `pat:admin` for every owner), never more scopes than the token grants
+    /// and never an end later than its own.
     Principal(Principal),
 }
 
