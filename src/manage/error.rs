@@ -1,6 +1,7 @@
 //! [`ManageError`]: why a management call was refused.
 
-use crate::manage::json_patch::PatchError;
+use super::json_patch::PatchError;
+use super::validate::rfc3339;
 use crate::store::StoreError;
 
 /// Why a management call (create, get, list, patch, delete, rotate) was refused.
@@ -144,19 +145,4 @@ impl From<StoreError> for ManageError {
             other => ManageError::Unavailable(other),
         }
     }
-}
-
-/// `t` as RFC 3339 (`2030-01-01T00:00:00Z`), for messages.
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
-/// Parses an RFC 3339 timestamp as the OpenAPI document's `date-time` says: `T` (or `t`)
-/// between date and time, where the `time` crate would also take a space.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<time::OffsetDateTime> {
-    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
-        return None;
-    }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 pub use ::json_patch::{Patch, PatchOperation};
 
-use super::request::check_name;
+use super::validate::{check_name, parse_rfc3339};
 use super::view::TokenView;
 use crate::scope::Scope;
 
@@ -323,7 +323,7 @@ fn check_field(field: &str, v: &Value) -> OpResult<()> {
         },
         "expires_at" => match v {
             Value::Null => Ok(()),
-            Value::String(s) => super::error::parse_rfc3339(s).map(drop).ok_or_else(|| {
+            Value::String(s) => parse_rfc3339(s).map(drop).ok_or_else(|| {
                 (
                     PatchErrorKind::InvalidValue,
                     format!(

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use super::error::ManageError;
 use super::json_patch::{self, Patch};
-use super::request::{
-    check_name, check_owner, parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest,
-    TokenPatch,
-};
+use super::request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
+use super::validate::{check_name, check_owner};
 use super::view::{IssuedToken, TokenView};
 use crate::authenticator::{Authenticator, NewToken};
 use crate::clock;
@@ -412,7 +410,7 @@ impl Manager {
                 return Err(ManageError::bad_input("owner", "the owner is required"))
             }
         };
-        check_owner(&owner)?;
+        check_owner(&owner).map_err(|m| ManageError::bad_input("owner", m))?;
         if !self.owns(actor, &owner) {
             return Err(ManageError::InsufficientScope {
                 scope: self.scopes.admin.to_string(),

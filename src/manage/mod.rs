@@ -51,15 +51,14 @@ pub mod filter;
 pub mod json_patch;
 mod manager;
 mod request;
+mod validate;
 mod view;
 
-#[cfg(feature = "admin")]
-pub(crate) use error::rfc3339;
 pub use error::ManageError;
 pub use json_patch::{Patch, PatchError, PatchOperation};
 pub use manager::{Actor, ManagementScopes, Manager, Right};
-pub use request::{
-    parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch, MAX_NAME_LEN,
-    MAX_OWNER_LEN,
-};
+pub use request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
+#[cfg(feature = "admin")]
+pub(crate) use validate::rfc3339;
+pub use validate::{MAX_NAME_LEN, MAX_OWNER_LEN};
 pub use view::{IssuedToken, TokenView};

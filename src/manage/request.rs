@@ -6,15 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::error::{parse_rfc3339, rfc3339, ManageError};
+use super::error::ManageError;
+use super::validate::{parse_rfc3339, rfc3339};
 use crate::clock;
 use crate::expiry::{parse_duration, Expiry};
 use crate::scope::ScopeSet;
-
-/// Longest token name, in characters.
-pub const MAX_NAME_LEN: usize = 255;
-/// Longest owner (login name), in characters.
-pub const MAX_OWNER_LEN: usize = 255;
 
 /// A request to create a token, as JSON (`POST /personal-access-tokens`) or built in code.
 ///
@@ -446,32 +442,6 @@ pub(crate) fn parse_time(field: &str, s: &str) -> Result<OffsetDateTime, ManageE
                 ),
             )
         })
-}
-
-/// Checks a token name: at most 255 characters, no control characters.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.chars().count() > MAX_NAME_LEN {
-        return Err(format!("name is longer than {MAX_NAME_LEN} characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("name holds a control character".to_owned());
-    }
-    Ok(())
-}
-
-/// Checks an owner: 1 to 255 characters, no control characters, no ':' (Basic auth).
-pub(crate) fn check_owner(owner: &str) -> Result<(), ManageError> {
-    let bad = |m: &str| Err(ManageError::bad_input("owner", m));
-    if owner.is_empty() {
-        return bad("owner is empty");
-    }
-    if owner.chars().count() > MAX_OWNER_LEN {
-        return bad("owner is longer than 255 characters");
-    }
-    if owner.chars().any(|c| c.is_control() || c == ':') {
-        return bad("owner holds a control character or ':'");
-    }
-    Ok(())
 }
 
 /// A whole number of seconds, also written as a float with no fraction (`60.0`): JSON
