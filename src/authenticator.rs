@@ -72,7 +72,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     positive: Cache<TokenId, Arc<Live>, Hasher>,
     /// A set-associative front for the positive cache: one lock-free read per request
-    /// instead of a moka read (about 1,200 instructions, with a shared read log). moka
+    /// instead of a moka read, which is far dearer and writes a shared read log (figures
+    /// in BENCHMARKS.md). moka
     /// stays the cache of record (capacity, TTL, single-flight loads); an entry is served
     /// from here only while it is younger than the cache TTL and not invalidated.
     hot: HotTable<Live>,

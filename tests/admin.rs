@@ -4,18 +4,16 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::Router;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
 use tower_pat::record::TokenRecord;
 use tower_pat::store::TokenStore;
 use tower_pat::{admin, Authenticator, PatLayer, TokenId};
 
 mod common;
+use common::admin::{assert_error, call, patch, post};
 use common::TestStore;
 
 struct Env {
@@ -61,73 +59,6 @@ async fn env() -> Env {
         bob,
         bob_id,
     }
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    json: Value,
-}
-
-async fn call(
-    app: &Router,
-    method: &str,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<(&str, String)>,
-) -> Answer {
-    let mut b = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        b = b.header("authorization", format!("Bearer {t}"));
-    }
-    let req = match body {
-        Some((ct, body)) => b.header("content-type", ct).body(Body::from(body)),
-        None => b.body(Body::empty()),
-    }
-    .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let json = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
-    };
-    Answer {
-        status,
-        headers,
-        json,
-    }
-}
-
-async fn post(app: &Router, uri: &str, token: &str, body: Value) -> Answer {
-    call(
-        app,
-        "POST",
-        uri,
-        Some(token),
-        Some(("application/json", body.to_string())),
-    )
-    .await
-}
-
-async fn patch(app: &Router, id: &str, token: &str, ops: Value) -> Answer {
-    call(
-        app,
-        "PATCH",
-        &format!("/personal-access-tokens/{id}"),
-        Some(token),
-        Some(("application/json-patch+json", ops.to_string())),
-    )
-    .await
-}
-
-fn assert_error(a: &Answer, status: StatusCode, code: &str) {
-    assert_eq!(a.status, status, "{}", a.json);
-    assert_eq!(a.json["error"], code, "{}", a.json);
-    assert!(a.json["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(a.json["details"].is_array(), "{}", a.json);
 }
 
 fn no_secret(v: &Value) {

@@ -8,9 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::Router;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use serde_json::{json, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -22,7 +21,8 @@ use tower_pat::store::TokenStore;
 use tower_pat::{admin, Authenticator, PatLayer, TokenId};
 
 mod common;
-use common::{send_req, Reply, TestStore};
+use common::admin::{assert_error, call_with, patch_with, post, Answer};
+use common::TestStore;
 
 const T0: OffsetDateTime = datetime!(2026-06-01 0:00 UTC);
 const NODE_A: &str = "node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:r";
@@ -62,6 +62,11 @@ async fn issue(e: &Env, owner: &str, scopes: &[&str], expire: &str) -> (String, 
     (t.token.expose().to_owned(), t.view.id.to_string())
 }
 
+async fn create(e: &Env, token: &str, body: Value) -> Answer {
+    post(&e.app, BASE, token, body).await
+}
+
+/// `method uri` by `token`, with more headers and an optional JSON body.
 async fn call(
     e: &Env,
     method: &str,
@@ -69,57 +74,17 @@ async fn call(
     token: &str,
     headers: &[(&str, &str)],
     body: Option<(&str, Value)>,
-) -> (Reply, Value) {
-    let mut b = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {token}"));
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = match body {
-        Some((ct, v)) => b.header("content-type", ct).body(Body::from(v.to_string())),
-        None => b.body(Body::empty()),
-    }
-    .unwrap();
-    let r = send_req(&e.app, req).await;
-    let v = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-    (r, v)
+) -> Answer {
+    let body = body.map(|(ct, v)| (ct, v.to_string()));
+    call_with(&e.app, method, uri, Some(token), headers, body).await
 }
 
-async fn create(e: &Env, token: &str, body: Value) -> (Reply, Value) {
-    call(
-        e,
-        "POST",
-        BASE,
-        token,
-        &[],
-        Some(("application/json", body)),
-    )
-    .await
+async fn patch(e: &Env, token: &str, id: &str, ops: Value, headers: &[(&str, &str)]) -> Answer {
+    patch_with(&e.app, id, token, ops, headers).await
 }
 
-async fn patch(
-    e: &Env,
-    token: &str,
-    id: &str,
-    ops: Value,
-    headers: &[(&str, &str)],
-) -> (Reply, Value) {
-    call(
-        e,
-        "PATCH",
-        &format!("{BASE}/{id}"),
-        token,
-        headers,
-        Some(("application/json-patch+json", ops)),
-    )
-    .await
-}
-
-fn refused(r: &(Reply, Value), status: StatusCode, code: &str) {
-    assert_eq!(r.0.status, status, "{}", r.0.body);
-    assert_eq!(r.1["error"], code, "{}", r.0.body);
+fn refused(r: &Answer, status: StatusCode, code: &str) {
+    assert_error(r, status, code);
 }
 
 fn at(s: &str) -> OffsetDateTime {
@@ -141,12 +106,12 @@ async fn a_leaked_one_hour_node_token_cannot_mint_list_rotate_or_delete() {
     ] {
         let r = create(&e, &leaked, body.clone()).await;
         refused(&r, StatusCode::FORBIDDEN, "insufficient_scope");
-        assert_eq!(r.1["details"][0]["scope"], "pat:write", "{body}");
+        assert_eq!(r.json["details"][0]["scope"], "pat:write", "{body}");
     }
     // Nor list, show, rotate, patch or delete its owner's tokens.
     let r = call(&e, "GET", BASE, &leaked, &[], None).await;
     refused(&r, StatusCode::FORBIDDEN, "insufficient_scope");
-    assert_eq!(r.1["details"][0]["scope"], "pat:read");
+    assert_eq!(r.json["details"][0]["scope"], "pat:read");
     for (method, uri) in [
         ("GET", format!("{BASE}/{other_id}")),
         ("DELETE", format!("{BASE}/{other_id}")),
@@ -175,7 +140,7 @@ async fn a_leaked_one_hour_node_token_cannot_mint_list_rotate_or_delete() {
         None,
     )
     .await;
-    assert_eq!(r.0.status, StatusCode::OK, "the document is not a token");
+    assert_eq!(r.status, StatusCode::OK, "the document is not a token");
     // Nothing changed: still two tokens, both as they were.
     let all = e.store.inner.list(&Default::default()).await.unwrap();
     assert_eq!(all.total, 2);
@@ -189,21 +154,21 @@ async fn pat_read_lists_and_shows_but_does_not_write() {
     let (_, other) = issue(&e, "alice", &["repo:read"], "20d").await;
     let (_, bobs) = issue(&e, "bob", &["repo:read"], "20d").await;
     let r = call(&e, "GET", BASE, &reader, &[], None).await;
-    assert_eq!(r.0.status, StatusCode::OK);
-    assert_eq!(r.1["count"], 2, "alice's two tokens, not bob's");
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["count"], 2, "alice's two tokens, not bob's");
     let r = call(&e, "GET", &format!("{BASE}/{other}"), &reader, &[], None).await;
-    assert_eq!(r.0.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK);
     let r = call(&e, "GET", &format!("{BASE}/{bobs}"), &reader, &[], None).await;
     refused(&r, StatusCode::NOT_FOUND, "not_found");
     let r = create(&e, &reader, json!({"expire": "1h"})).await;
     refused(&r, StatusCode::FORBIDDEN, "insufficient_scope");
-    assert_eq!(r.1["details"][0]["scope"], "pat:write");
+    assert_eq!(r.json["details"][0]["scope"], "pat:write");
     let r = call(&e, "DELETE", &format!("{BASE}/{other}"), &reader, &[], None).await;
     refused(&r, StatusCode::FORBIDDEN, "insufficient_scope");
     // pat:write (or full access) manages; only pat:admin reaches other owners.
     let (writer, _) = issue(&e, "alice", &["pat:write"], "1d").await;
     let r = call(&e, "DELETE", &format!("{BASE}/{other}"), &writer, &[], None).await;
-    assert_eq!(r.0.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = call(
         &e,
         "GET",
@@ -214,7 +179,7 @@ async fn pat_read_lists_and_shows_but_does_not_write() {
     )
     .await;
     refused(&r, StatusCode::FORBIDDEN, "insufficient_scope");
-    assert_eq!(r.1["details"][0]["scope"], "pat:admin");
+    assert_eq!(r.json["details"][0]["scope"], "pat:admin");
     let (admin, _) = issue(&e, "root", &["pat:admin"], "1d").await;
     let r = call(
         &e,
@@ -225,7 +190,7 @@ async fn pat_read_lists_and_shows_but_does_not_write() {
         None,
     )
     .await;
-    assert_eq!(r.1["count"], 1);
+    assert_eq!(r.json["count"], 1);
 }
 
 #[tokio::test]
@@ -234,12 +199,12 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
     let (parent, _) = issue(&e, "alice", &[], "2h").await;
     let latest = "2026-06-01T02:00:00Z";
     let r = create(&e, &parent, json!({"name": "child", "expire": "1h"})).await;
-    assert_eq!(r.0.status, StatusCode::CREATED, "{}", r.0.body);
-    assert_eq!(r.1["expires_at"], "2026-06-01T01:00:00Z");
-    let child = r.1["token"].as_str().unwrap().to_owned();
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["expires_at"], "2026-06-01T01:00:00Z");
+    let child = r.json["token"].as_str().unwrap().to_owned();
     // Exactly the parent's end is fine; a second later is not.
     let r = create(&e, &parent, json!({"expires_at": latest})).await;
-    assert_eq!(r.0.status, StatusCode::CREATED, "{}", r.0.body);
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     for body in [
         json!({"expire": "10d"}),
         json!({"expires_at": "2026-06-01T02:00:01Z"}),
@@ -248,11 +213,11 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
         json!({"auto_refresh_seconds": 600, "expire": "3h"}),
     ] {
         let r = create(&e, &parent, body.clone()).await;
-        assert_eq!(r.0.status, StatusCode::FORBIDDEN, "{body}: {}", r.0.body);
-        assert_eq!(r.1["error"], "forbidden");
-        let m = r.1["message"].as_str().unwrap_or_default();
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{body}: {}", r.json);
+        assert_eq!(r.json["error"], "forbidden");
+        let m = r.json["message"].as_str().unwrap_or_default();
         assert!(m.contains(latest), "{body}: {m}");
-        assert_eq!(r.1["details"][0]["latest_end"], latest);
+        assert_eq!(r.json["details"][0]["latest_end"], latest);
     }
     // "Never" is refused by the default policy before the cap is asked.
     let r = create(&e, &parent, json!({"never_expires": true})).await;
@@ -264,8 +229,8 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
         json!({"auto_refresh_seconds": 600, "expire": "90m"}),
     )
     .await;
-    assert_eq!(r.0.status, StatusCode::CREATED, "{}", r.0.body);
-    assert_eq!(r.1["not_after"], "2026-06-01T01:30:00Z");
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["not_after"], "2026-06-01T01:30:00Z");
     // The child cannot stretch itself, nor its parent, past the parent's end.
     let child_id = at_id(&e, &child).await;
     let r = patch(
@@ -277,7 +242,7 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
     )
     .await;
     refused(&r, StatusCode::FORBIDDEN, "forbidden");
-    assert!(r.1["message"]
+    assert!(r.json["message"]
         .as_str()
         .unwrap()
         .contains("2026-06-01T01:00:00Z"));
@@ -289,7 +254,7 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
         &[],
     )
     .await;
-    assert!(r.0.status.is_client_error());
+    assert!(r.status.is_client_error());
     assert_eq!(
         e.store
             .inner
@@ -325,10 +290,10 @@ async fn rotation_keeps_the_end() {
             Some(("application/json", body.clone())),
         )
         .await;
-        assert!(r.0.status.is_success(), "{body}: {}", r.0.body);
-        assert_eq!(r.1["expires_at"], end, "{body}");
-        assert_eq!(r.1["expiry"], "hard_limit");
-        if let Some(new_id) = r.1["id"].as_str() {
+        assert!(r.status.is_success(), "{body}: {}", r.json);
+        assert_eq!(r.json["expires_at"], end, "{body}");
+        assert_eq!(r.json["expiry"], "hard_limit");
+        if let Some(new_id) = r.json["id"].as_str() {
             if new_id != id {
                 // The old id is gone; follow the new one.
                 assert!(e
@@ -363,10 +328,10 @@ async fn many_renames_never_undo_an_acknowledged_disable() {
                 loop {
                     let ops = json!([{"op": "replace", "path": "/active", "value": false}]);
                     let r = patch(&e, &admin, &id, ops, &[]).await;
-                    match r.0.status {
-                        StatusCode::OK => return r.1,
+                    match r.status {
+                        StatusCode::OK => return r.json,
                         StatusCode::CONFLICT => continue,
-                        s => panic!("disable answered {s}: {}", r.0.body),
+                        s => panic!("disable answered {s}: {}", r.json),
                     }
                 }
             })
@@ -378,7 +343,7 @@ async fn many_renames_never_undo_an_acknowledged_disable() {
                 tokio::time::sleep(Duration::from_millis(2 * i)).await;
                 let ops =
                     json!([{"op": "replace", "path": "/name", "value": format!("rename {i}")}]);
-                patch(&e, &admin, &id, ops, &[]).await.0.status
+                patch(&e, &admin, &id, ops, &[]).await.status
             }));
         }
         for t in tasks {
@@ -412,18 +377,25 @@ async fn etag_and_if_match() {
     let (_, id) = issue(&e, "alice", &["repo:read"], "1d").await;
     let uri = format!("{BASE}/{id}");
     let r = call(&e, "GET", &uri, &admin, &[], None).await;
-    assert_eq!(r.0.headers["etag"], "\"1\"");
+    assert_eq!(r.headers["etag"], "\"1\"");
     let rename = json!([{"op": "replace", "path": "/name", "value": "a"}]);
-    let r = patch(&e, &admin, &id, rename.clone(), &[("if-match", "\"1\"")]).await;
-    assert_eq!(r.0.status, StatusCode::OK, "{}", r.0.body);
-    assert_eq!(r.0.headers["etag"], "\"2\"");
-    assert_eq!(r.1["version"], 2);
+    let r = patch_with(
+        &e.app,
+        &id,
+        &admin,
+        rename.clone(),
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.headers["etag"], "\"2\"");
+    assert_eq!(r.json["version"], 2);
     // A stale If-Match: 412, and nothing changes.
     let disable = json!([{"op": "replace", "path": "/active", "value": false}]);
     for tag in ["\"1\"", "W/\"2\"", "garbage"] {
         let r = patch(&e, &admin, &id, disable.clone(), &[("if-match", tag)]).await;
         refused(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
-        assert_eq!(r.1["details"][0]["version"], 2);
+        assert_eq!(r.json["details"][0]["version"], 2);
     }
     let r = call(&e, "DELETE", &uri, &admin, &[("if-match", "\"1\"")], None).await;
     refused(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
@@ -448,9 +420,9 @@ async fn etag_and_if_match() {
     assert_eq!(stored.version, 2);
     // The current tag, or `*`, goes through.
     let r = patch(&e, &admin, &id, disable, &[("if-match", "*")]).await;
-    assert_eq!(r.0.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::OK);
     let r = call(&e, "DELETE", &uri, &admin, &[("if-match", "\"3\"")], None).await;
-    assert_eq!(r.0.status, StatusCode::NO_CONTENT, "{}", r.0.body);
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
 }
 
 #[tokio::test]

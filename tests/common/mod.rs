@@ -2,6 +2,8 @@
 //! `MemoryStore`), a test app, request helpers, and TRACE log capture.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod admin;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
