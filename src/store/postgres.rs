@@ -6,8 +6,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
 use crate::record::TokenRecord;
-use crate::store::codec::{self, AbortOnDrop, Flat};
-use crate::store::sql::{self, bind_args, decode_row, Dialect};
+use crate::store::codec::{self, AbortOnDrop};
+use crate::store::sql::{self, decode_row, Dialect};
 use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 

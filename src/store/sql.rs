@@ -6,8 +6,13 @@
 //! are indexed and ordered as `coalesce(col, i64::MAX)`, which puts `NULL` last ascending
 //! and first descending, on both engines, with an index that serves the order.
 
-use crate::store::codec::{Derived, Flat};
+use sqlx::QueryBuilder;
+
+use crate::record::TokenRecord;
+use crate::store::codec::Flat;
+use crate::store::StoreError;
 use crate::store::{ListQuery, SortField, Touch};
+use crate::token::TokenId;
 
 /// Which SQL engine a statement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,16 +21,6 @@ pub(crate) enum Dialect {
     Sqlite,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
-}
-
-/// A bind value.
-#[derive(Debug, Clone)]
-pub(crate) enum Arg {
-    Text(String),
-    OptText(Option<String>),
-    Int(i64),
-    OptInt(Option<i64>),
-    Bool(bool),
 }
 
 /// Sort key of a nullable column: `NULL` becomes the largest value.
@@ -103,17 +98,11 @@ pub(crate) fn migrations(d: Dialect) -> &'static [&'static [&'static str]] {
 pub(crate) const SCHEMA_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS pat_schema (version BIGINT NOT NULL)";
 
-fn ph(d: Dialect, n: usize) -> String {
+/// `col` contains the next bound value, as `(before, after)` around the bind.
+fn contains(d: Dialect, col: &str) -> (String, &'static str) {
     match d {
-        Dialect::Sqlite => format!("?{n}"),
-        Dialect::Postgres => format!("${n}"),
-    }
-}
-
-fn contains(d: Dialect, col: &str, n: usize) -> String {
-    match d {
-        Dialect::Sqlite => format!("instr({col}, ?{n}) > 0"),
-        Dialect::Postgres => format!("strpos({col}, ${n}) > 0"),
+        Dialect::Sqlite => (format!("instr({col}, "), ") > 0"),
+        Dialect::Postgres => (format!("strpos({col}, "), ") > 0"),
     }
 }
 
@@ -158,24 +147,6 @@ macro_rules! decode_row {
 }
 pub(crate) use decode_row;
 
-/// Binds [`Arg`]s to a `sqlx::query`, in order.
-macro_rules! bind_args {
-    ($query:expr, $args:expr) => {{
-        let mut q = $query;
-        for a in $args {
-            q = match a {
-                $crate::store::sql::Arg::Text(v) => q.bind(v),
-                $crate::store::sql::Arg::OptText(v) => q.bind(v),
-                $crate::store::sql::Arg::Int(v) => q.bind(v),
-                $crate::store::sql::Arg::OptInt(v) => q.bind(v),
-                $crate::store::sql::Arg::Bool(v) => q.bind(v),
-            };
-        }
-        q
-    }};
-}
-pub(crate) use bind_args;
-
 /// The [`TokenStore`](crate::store::TokenStore) methods that are the same SQL over
 /// either sqlx pool, as inherent `pool_*` methods of the store they are expanded in
 /// (`$db` its sqlx database, `self.pool` its pool, `D` its dialect, `query_failed` its
@@ -193,8 +164,8 @@ macro_rules! pool_methods {
         }
 
         async fn pool_insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-            let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
-            let done = bind_args!(sqlx::query(&sql::statements(D).insert), args)
+            let done = sql::insert::<$db>(record)?
+                .build()
                 .execute(&self.pool)
                 .await
                 .map_err(query_failed)?;
@@ -205,8 +176,8 @@ macro_rules! pool_methods {
         }
 
         async fn pool_update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
-            let args = sql::write_args(Flat::from_record(record)?, Flat::derived(record));
-            let done = bind_args!(sqlx::query(&sql::statements(D).update), args)
+            let done = sql::update::<$db>(record)?
+                .build()
                 .execute(&self.pool)
                 .await
                 .map_err(query_failed)?;
@@ -248,10 +219,7 @@ macro_rules! pool_methods {
                     .execute(&mut *tx)
                     .await
             } else {
-                let args = sql::write_args(Flat::from_record(old)?, Flat::derived(old));
-                bind_args!(sqlx::query(&st.update), args)
-                    .execute(&mut *tx)
-                    .await
+                sql::update::<$db>(old)?.build().execute(&mut *tx).await
             }
             .map_err(query_failed)?;
             if retired.rows_affected() == 0 {
@@ -259,8 +227,8 @@ macro_rules! pool_methods {
                 tx.rollback().await.map_err(query_failed)?;
                 return Ok(why);
             }
-            let args = sql::write_args(Flat::from_record(new)?, Flat::derived(new));
-            let inserted = bind_args!(sqlx::query(&st.insert), args)
+            let inserted = sql::insert::<$db>(new)?
+                .build()
                 .execute(&mut *tx)
                 .await
                 .map_err(query_failed)?;
@@ -282,12 +250,19 @@ macro_rules! pool_methods {
         }
 
         async fn pool_list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
-            let l = sql::list(D, query);
-            let total: i64 = bind_args!(sqlx::query_scalar(&l.count), l.args.clone())
+            let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM pat_tokens");
+            sql::push_filters(&mut count, D, query);
+            let total: i64 = count
+                .build_query_scalar()
                 .fetch_one(&self.pool)
                 .await
                 .map_err(query_failed)?;
-            let rows = bind_args!(sqlx::query(&l.page), l.args)
+            let mut page =
+                sqlx::QueryBuilder::<$db>::new(format!("SELECT {} FROM pat_tokens", sql::COLUMNS));
+            sql::push_filters(&mut page, D, query);
+            page.push(sql::order_and_page(query));
+            let rows = page
+                .build()
                 .fetch_all(&self.pool)
                 .await
                 .map_err(query_failed)?;
@@ -302,13 +277,11 @@ macro_rules! pool_methods {
         }
 
         async fn pool_touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
-            bind_args!(
-                sqlx::query(&sql::statements(D).touch),
-                sql::touch_args(id, touch)
-            )
-            .execute(&self.pool)
-            .await
-            .map_err(query_failed)?;
+            sql::touch::<$db>(id, touch)
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(query_failed)?;
             Ok(())
         }
     };
@@ -335,30 +308,34 @@ const WRITE_COLUMNS: [&str; 17] = [
     "version",
 ];
 
-/// The fixed statements of one dialect, built once.
+/// The fixed statements of one dialect, built once: the point reads and deletes (the
+/// statements that write a whole record, touch and list are built with sqlx's
+/// `QueryBuilder`, which numbers the binds for the dialect).
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) get: String,
-    pub(crate) insert: String,
-    pub(crate) update: String,
     pub(crate) delete: String,
     pub(crate) delete_versioned: String,
     pub(crate) version: String,
-    pub(crate) touch: String,
 }
 
 /// The statements for `d`.
 pub(crate) fn statements(d: Dialect) -> &'static Statements {
     use std::sync::LazyLock;
     fn build(d: Dialect) -> Statements {
+        let ph = |n: usize| match d {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        };
         Statements {
-            get: get(d),
-            insert: insert(d),
-            update: update(d),
-            delete: delete(d),
-            delete_versioned: format!("{} AND version = {}", delete(d), ph(d, 2)),
-            version: format!("SELECT version FROM pat_tokens WHERE id = {}", ph(d, 1)),
-            touch: touch(d),
+            get: format!("SELECT {COLUMNS} FROM pat_tokens WHERE id = {}", ph(1)),
+            delete: format!("DELETE FROM pat_tokens WHERE id = {}", ph(1)),
+            delete_versioned: format!(
+                "DELETE FROM pat_tokens WHERE id = {} AND version = {}",
+                ph(1),
+                ph(2)
+            ),
+            version: format!("SELECT version FROM pat_tokens WHERE id = {}", ph(1)),
         }
     }
     static SQLITE: LazyLock<Statements> = LazyLock::new(|| build(Dialect::Sqlite));
@@ -369,172 +346,203 @@ pub(crate) fn statements(d: Dialect) -> &'static Statements {
     }
 }
 
-/// The bind values of [`insert`] and [`update`], in [`WRITE_COLUMNS`] order.
-pub(crate) fn write_args(f: Flat, d: Derived) -> Vec<Arg> {
-    vec![
-        Arg::Text(f.id),
-        Arg::Text(f.owner),
-        Arg::Text(d.owner_lc),
-        Arg::Text(f.name),
-        Arg::Text(d.name_lc),
-        Arg::Text(f.scopes),
-        Arg::Text(f.expiry),
-        Arg::Bool(d.sliding),
-        Arg::OptInt(f.expires_at),
-        Arg::Bool(f.active),
-        Arg::Int(f.created),
-        Arg::Int(f.modified),
-        Arg::OptInt(f.last_used),
-        Arg::Text(f.secret_hash),
-        Arg::OptText(f.previous_hash),
-        Arg::OptInt(f.previous_valid_until),
-        Arg::Int(f.version),
-    ]
-}
-
 /// `INSERT … ON CONFLICT DO NOTHING`: no row affected means the id is taken.
-fn insert(d: Dialect) -> String {
-    let values: Vec<String> = (1..=WRITE_COLUMNS.len()).map(|n| ph(d, n)).collect();
-    format!(
-        "INSERT INTO pat_tokens ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
-        WRITE_COLUMNS.join(", "),
-        values.join(", ")
-    )
+pub(crate) fn insert<'a, DB>(r: &TokenRecord) -> Result<QueryBuilder<'a, DB>, StoreError>
+where
+    DB: sqlx::Database,
+    DB::Arguments<'a>: Default,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let (f, d) = (Flat::from_record(r)?, Flat::derived(r));
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO pat_tokens ({}) VALUES (",
+        WRITE_COLUMNS.join(", ")
+    ));
+    let mut v = qb.separated(", ");
+    v.push_bind(f.id)
+        .push_bind(f.owner)
+        .push_bind(d.owner_lc)
+        .push_bind(f.name)
+        .push_bind(d.name_lc)
+        .push_bind(f.scopes)
+        .push_bind(f.expiry)
+        .push_bind(d.sliding)
+        .push_bind(f.expires_at)
+        .push_bind(f.active)
+        .push_bind(f.created)
+        .push_bind(f.modified)
+        .push_bind(f.last_used)
+        .push_bind(f.secret_hash)
+        .push_bind(f.previous_hash)
+        .push_bind(f.previous_valid_until)
+        .push_bind(f.version);
+    qb.push(") ON CONFLICT (id) DO NOTHING");
+    Ok(qb)
 }
 
 /// The compare-and-swap of [`TokenStore::update`](crate::store::TokenStore::update):
-/// replaces every column of the row whose id is argument 1 and whose version is the last
-/// argument, and counts the version up. `last_used`, and a sliding `expires_at` under an
-/// unchanged expiry model, keep the later of the stored and the given values.
-fn update(d: Dialect) -> String {
-    let n = |c: &str| {
-        let i = WRITE_COLUMNS.iter().position(|w| *w == c).unwrap_or(0);
-        ph(d, i + 1)
-    };
-    let sets: Vec<String> = WRITE_COLUMNS
-        .iter()
-        .filter(|c| !matches!(**c, "id" | "version" | "last_used" | "expires_at"))
-        .map(|c| format!("{c} = {}", n(c)))
-        .collect();
-    let (used, exp) = (n("last_used"), n("expires_at"));
-    format!(
-        "UPDATE pat_tokens SET {}, \
-         last_used = CASE WHEN last_used IS NOT NULL AND ({used} IS NULL OR last_used > {used}) \
-         THEN last_used ELSE {used} END, \
-         expires_at = CASE WHEN sliding AND {} AND expiry = {} AND expires_at IS NOT NULL \
-         AND ({exp} IS NULL OR expires_at > {exp}) THEN expires_at ELSE {exp} END, \
-         version = version + 1 \
-         WHERE id = {} AND version = {}",
-        sets.join(", "),
-        n("sliding"),
-        n("expiry"),
-        n("id"),
-        n("version"),
-    )
-}
-
-/// One row by id (argument 1).
-fn get(d: Dialect) -> String {
-    format!("SELECT {COLUMNS} FROM pat_tokens WHERE id = {}", ph(d, 1))
-}
-
-/// Deletes by id (argument 1).
-fn delete(d: Dialect) -> String {
-    format!("DELETE FROM pat_tokens WHERE id = {}", ph(d, 1))
+/// replaces every column of the row with this id and the record's version, and counts
+/// the version up. `last_used`, and a sliding `expires_at` under an unchanged expiry
+/// model, keep the later of the stored and the given values.
+pub(crate) fn update<'a, DB>(r: &TokenRecord) -> Result<QueryBuilder<'a, DB>, StoreError>
+where
+    DB: sqlx::Database,
+    DB::Arguments<'a>: Default,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let (f, d) = (Flat::from_record(r)?, Flat::derived(r));
+    let mut qb = QueryBuilder::new("UPDATE pat_tokens SET owner = ");
+    qb.push_bind(f.owner)
+        .push(", owner_lc = ")
+        .push_bind(d.owner_lc)
+        .push(", name = ")
+        .push_bind(f.name)
+        .push(", name_lc = ")
+        .push_bind(d.name_lc)
+        .push(", scopes = ")
+        .push_bind(f.scopes)
+        .push(", expiry = ")
+        .push_bind(f.expiry.clone())
+        .push(", sliding = ")
+        .push_bind(d.sliding)
+        .push(", active = ")
+        .push_bind(f.active)
+        .push(", created = ")
+        .push_bind(f.created)
+        .push(", modified = ")
+        .push_bind(f.modified)
+        .push(", secret_hash = ")
+        .push_bind(f.secret_hash)
+        .push(", previous_hash = ")
+        .push_bind(f.previous_hash)
+        .push(", previous_valid_until = ")
+        .push_bind(f.previous_valid_until)
+        .push(", last_used = CASE WHEN last_used IS NOT NULL AND (")
+        .push_bind(f.last_used)
+        .push(" IS NULL OR last_used > ")
+        .push_bind(f.last_used)
+        .push(") THEN last_used ELSE ")
+        .push_bind(f.last_used)
+        .push(" END, expires_at = CASE WHEN sliding AND ")
+        .push_bind(d.sliding)
+        .push(" AND expiry = ")
+        .push_bind(f.expiry)
+        .push(" AND expires_at IS NOT NULL AND (")
+        .push_bind(f.expires_at)
+        .push(" IS NULL OR expires_at > ")
+        .push_bind(f.expires_at)
+        .push(") THEN expires_at ELSE ")
+        .push_bind(f.expires_at)
+        .push(" END, version = version + 1 WHERE id = ")
+        .push_bind(f.id)
+        .push(" AND version = ")
+        .push_bind(f.version);
+    Ok(qb)
 }
 
 /// Moves `last_used` and, for sliding tokens, `expires_at` forward only, in one atomic
 /// statement (so concurrent touches from many replicas keep the latest values).
-fn touch(d: Dialect) -> String {
-    let (id, used, exp) = (ph(d, 1), ph(d, 2), ph(d, 3));
-    format!(
-        "UPDATE pat_tokens SET \
-         last_used = CASE WHEN last_used IS NULL OR last_used < {used} THEN {used} ELSE last_used END, \
-         expires_at = CASE WHEN sliding AND {exp} IS NOT NULL AND (expires_at IS NULL OR expires_at < {exp}) \
-         THEN {exp} ELSE expires_at END \
-         WHERE id = {id}"
-    )
+pub(crate) fn touch<'a, DB>(id: &TokenId, t: &Touch) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    DB::Arguments<'a>: Default,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let used = t.last_used.unix_timestamp();
+    let exp = t.expires_at.map(|e| e.unix_timestamp());
+    let mut qb = QueryBuilder::new(
+        "UPDATE pat_tokens SET last_used = CASE WHEN last_used IS NULL OR last_used < ",
+    );
+    qb.push_bind(used)
+        .push(" THEN ")
+        .push_bind(used)
+        .push(" ELSE last_used END, expires_at = CASE WHEN sliding AND ")
+        .push_bind(exp)
+        .push(" IS NOT NULL AND (expires_at IS NULL OR expires_at < ")
+        .push_bind(exp)
+        .push(") THEN ")
+        .push_bind(exp)
+        .push(" ELSE expires_at END WHERE id = ")
+        .push_bind(id.to_string());
+    qb
 }
 
-/// The bind values of [`touch`].
-pub(crate) fn touch_args(id: &crate::token::TokenId, t: &Touch) -> Vec<Arg> {
-    vec![
-        Arg::Text(id.to_string()),
-        Arg::Int(t.last_used.unix_timestamp()),
-        Arg::OptInt(t.expires_at.map(|e| e.unix_timestamp())),
-    ]
-}
-
-/// A listing: the `COUNT(*)` statement, the page statement, and their shared arguments.
-#[derive(Debug)]
-pub(crate) struct ListSql {
-    pub(crate) count: String,
-    pub(crate) page: String,
-    pub(crate) args: Vec<Arg>,
-}
-
-/// Builds the listing for `q`: every filter of [`ListQuery::matches`] as a `WHERE`
-/// clause, the order of [`ListQuery::compare`] as an index-backed `ORDER BY`, and the
-/// page as `LIMIT`/`OFFSET`.
-pub(crate) fn list(d: Dialect, q: &ListQuery) -> ListSql {
-    let mut conds: Vec<String> = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
-    let next = |args: &mut Vec<Arg>, a: Arg| {
-        args.push(a);
-        args.len()
+/// Pushes the `WHERE` clause of every filter of [`ListQuery::matches`], binding each
+/// value (nothing when there is no filter).
+pub(crate) fn push_filters<'a, DB>(qb: &mut QueryBuilder<'a, DB>, d: Dialect, q: &ListQuery)
+where
+    DB: sqlx::Database,
+    DB::Arguments<'a>: Default,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut first = true;
+    let mut and = |qb: &mut QueryBuilder<'a, DB>, sql: &str| {
+        qb.push(if first { " WHERE " } else { " AND " });
+        first = false;
+        qb.push(sql);
+    };
+    let contains_in = |qb: &mut QueryBuilder<'a, DB>, col: &str, v: String| {
+        let (before, after) = contains(d, col);
+        qb.push(before).push_bind(v).push(after);
     };
     if let Some(o) = &q.owner {
-        let n = next(&mut args, Arg::Text(o.clone()));
-        conds.push(format!("owner = {}", ph(d, n)));
+        and(qb, "owner = ");
+        qb.push_bind(o.clone());
     }
     if let Some(s) = &q.name_contains {
-        let n = next(&mut args, Arg::Text(s.to_lowercase()));
-        conds.push(contains(d, "name_lc", n));
+        and(qb, "");
+        contains_in(qb, "name_lc", s.to_lowercase());
     }
     if let Some(s) = &q.has_scope {
-        let n = next(&mut args, Arg::Text(format!(" {s} ")));
-        conds.push(contains(d, "(' ' || scopes || ' ')", n));
+        and(qb, "");
+        contains_in(qb, "(' ' || scopes || ' ')", format!(" {s} "));
     }
     if let Some(t) = q.expires_before {
-        let n = next(&mut args, Arg::Int(t.unix_timestamp()));
-        conds.push(format!(
-            "expires_at IS NOT NULL AND expires_at < {}",
-            ph(d, n)
-        ));
+        and(qb, "expires_at IS NOT NULL AND expires_at < ");
+        qb.push_bind(t.unix_timestamp());
     }
     if let Some(t) = q.expires_after {
-        let n = next(&mut args, Arg::Int(t.unix_timestamp()));
-        conds.push(format!("(expires_at IS NULL OR expires_at > {})", ph(d, n)));
+        and(qb, "(expires_at IS NULL OR expires_at > ");
+        qb.push_bind(t.unix_timestamp()).push(")");
     }
     if let Some(t) = q.last_used_before {
-        let n = next(&mut args, Arg::Int(t.unix_timestamp()));
-        conds.push(format!(
-            "last_used IS NOT NULL AND last_used < {}",
-            ph(d, n)
-        ));
+        and(qb, "last_used IS NOT NULL AND last_used < ");
+        qb.push_bind(t.unix_timestamp());
     }
     match q.never_used {
-        Some(true) => conds.push("last_used IS NULL".into()),
-        Some(false) => conds.push("last_used IS NOT NULL".into()),
+        Some(true) => and(qb, "last_used IS NULL"),
+        Some(false) => and(qb, "last_used IS NOT NULL"),
         None => {}
     }
     if let Some(a) = q.active {
-        let n = next(&mut args, Arg::Bool(a));
-        conds.push(format!("active = {}", ph(d, n)));
+        and(qb, "active = ");
+        qb.push_bind(a);
     }
     if let Some(s) = &q.search {
-        let n = next(&mut args, Arg::Text(s.to_lowercase()));
-        conds.push(format!(
-            "({} OR {})",
-            contains(d, "name_lc", n),
-            contains(d, "owner_lc", n)
-        ));
+        let s = s.to_lowercase();
+        and(qb, "(");
+        contains_in(qb, "name_lc", s.clone());
+        qb.push(" OR ");
+        contains_in(qb, "owner_lc", s);
+        qb.push(")");
     }
-    let where_sql = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    };
+}
+
+/// The order of [`ListQuery::compare`] as an index-backed `ORDER BY`, and the page as
+/// `LIMIT`/`OFFSET`.
+pub(crate) fn order_and_page(q: &ListQuery) -> String {
     let key = match q.order.field {
         SortField::LastUsed => format!("coalesce(last_used, {NULL_LAST})"),
         SortField::Expires => format!("coalesce(expires_at, {NULL_LAST})"),
@@ -543,15 +551,11 @@ pub(crate) fn list(d: Dialect, q: &ListQuery) -> ListSql {
         _ => "created".to_owned(),
     };
     let dir = if q.order.descending { "DESC" } else { "ASC" };
-    ListSql {
-        count: format!("SELECT COUNT(*) FROM pat_tokens{where_sql}"),
-        page: format!(
-            "SELECT {COLUMNS} FROM pat_tokens{where_sql} ORDER BY {key} {dir}, id {dir} LIMIT {} OFFSET {}",
-            q.limit(),
-            q.offset()
-        ),
-        args,
-    }
+    format!(
+        " ORDER BY {key} {dir}, id {dir} LIMIT {} OFFSET {}",
+        q.limit(),
+        q.offset()
+    )
 }
 
 #[cfg(test)]
@@ -559,13 +563,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_per_dialect() {
-        let q = ListQuery::new().owner("alice");
-        let s = list(Dialect::Sqlite, &q);
-        assert!(s.page.contains("owner = ?1"), "{}", s.page);
-        let p = list(Dialect::Postgres, &q);
-        assert!(p.page.contains("owner = $1"), "{}", p.page);
-        assert!(update(Dialect::Postgres).ends_with("WHERE id = $1 AND version = $17"));
-        assert!(insert(Dialect::Sqlite).contains("?17"));
+    fn fixed_statements_per_dialect() {
+        assert!(statements(Dialect::Sqlite).get.ends_with("WHERE id = ?1"));
+        assert!(statements(Dialect::Postgres)
+            .delete_versioned
+            .ends_with("WHERE id = $1 AND version = $2"));
     }
 }
