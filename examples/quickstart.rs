@@ -80,16 +80,10 @@ async fn run() -> Result<(), String> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(support::ctrl_c())
     .await
     .map_err(|e| format!("server failed: {e}"))?;
-    // Persist pending last-used and sliding-expiry updates.
-    auth.flush()
-        .await
-        .map_err(|e| format!("flush failed: {e}"))?;
-    Ok(())
+    support::flush(&auth).await
 }
 
 #[tokio::main]

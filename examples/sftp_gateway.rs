@@ -682,13 +682,9 @@ async fn run() -> Result<(), String> {
         served = serve(listener, gateway, config) => {
             served.map_err(|e| format!("server failed: {e}"))?;
         }
-        _ = tokio::signal::ctrl_c() => {}
+        _ = support::ctrl_c() => {}
     }
-    // Persist pending last-used and sliding-expiry updates.
-    auth.flush()
-        .await
-        .map_err(|e| format!("flush failed: {e}"))?;
-    Ok(())
+    support::flush(&auth).await
 }
 
 #[tokio::main]

@@ -313,17 +313,10 @@ async fn run() -> Result<(), String> {
         "serving {} as node {node} over WebDAV at http://{addr}/",
         root.display()
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    serve(listener, app(auth.clone(), &root, node), shutdown)
+    serve(listener, app(auth.clone(), &root, node), support::ctrl_c())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
-    // Persist pending last-used and sliding-expiry updates.
-    auth.flush()
-        .await
-        .map_err(|e| format!("flush failed: {e}"))?;
-    Ok(())
+    support::flush(&auth).await
 }
 
 #[tokio::main]

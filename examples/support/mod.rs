@@ -1,10 +1,11 @@
-//! What the examples share: reading their environment variables.
+//! What the examples share: reading their environment variables, and shutting down.
 #![allow(unreachable_pub, dead_code)]
 
 use std::time::Duration;
 
 use tower_pat::expiry::parse_duration;
 use tower_pat::limit::AttemptLimiter;
+use tower_pat::Authenticator;
 
 /// A variable's value, `None` when unset or blank.
 pub fn env(name: &str) -> Option<String> {
@@ -30,4 +31,18 @@ pub fn limiter_from_env(default_max: u32) -> Result<AttemptLimiter, String> {
     } else {
         AttemptLimiter::new(max, window)
     })
+}
+
+/// Resolves on Ctrl-C: the examples' signal to stop.
+pub async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Writes the pending last-used and sliding-expiry updates, as every server should on
+/// its way out.
+pub async fn flush(auth: &Authenticator) -> Result<(), String> {
+    auth.flush()
+        .await
+        .map(drop)
+        .map_err(|e| format!("flush failed: {e}"))
 }
