@@ -7,7 +7,7 @@
 mod webdav_gateway;
 
 mod common;
-use common::example_binary;
+use common::{example_binary, require_tool as require};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,19 +21,6 @@ use tokio::process::Command;
 use tower_pat::limit::AttemptLimiter;
 use tower_pat::{Authenticator, MemoryStore, NewToken, ScopeSet};
 use uuid::Uuid;
-
-fn require(tool: &str) {
-    let found = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{tool}` is not installed; .ci/run installs it (apt-get install litmus openssh-client sshpass curl)"
-    );
-}
 
 /// The gateway, served in this process on a free port over a temporary directory.
 struct Gateway {

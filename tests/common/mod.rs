@@ -245,3 +245,18 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// Fails the test (with how to install it) when a client tool the gateway tests drive is
+/// not on `PATH`.
+pub fn require_tool(tool: &str) {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{tool}` is not installed; .ci/run installs it (apt-get install litmus openssh-client sshpass curl)"
+    );
+}
