@@ -13,7 +13,7 @@ use tower_pat::store::TokenStore;
 use tower_pat::{admin, Authenticator, PatLayer, TokenId};
 
 mod common;
-use common::admin::{assert_error, call, patch, post};
+use common::admin::{assert_error, call, get, patch, post};
 use common::TestStore;
 
 struct Env {
@@ -191,14 +191,7 @@ async fn scope_capping_and_owner_rules_on_create() {
         let a = post(&e.app, uri, &e.alice_full, json!({ "scopes": [s] })).await;
         assert_eq!(a.status, StatusCode::CREATED, "{s}: {}", a.json);
         let wild = a.json["token"].as_str().unwrap().to_owned();
-        let a = call(
-            &e.app,
-            "GET",
-            "/personal-access-tokens?owner-id=bob",
-            Some(&wild),
-            None,
-        )
-        .await;
+        let a = get(&e.app, "/personal-access-tokens?owner-id=bob", &wild).await;
         assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
     }
     // Only an admin creates for someone else, and within its own scopes.
@@ -230,100 +223,62 @@ async fn list_filters_orders_pages_and_isolates_owners() {
     for i in 0..5 {
         issue(&e.manager, "alice", &format!("deploy {i}"), &["repo:read"]).await;
     }
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
+    let a = get(&e.app, "/personal-access-tokens", &e.alice_read).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json["count"], 7);
     let results = a.json["results"].as_array().unwrap();
     assert!(results.iter().all(|r| r["owner"] == "alice"));
     results.iter().for_each(no_secret);
     // Admins see everyone's by default; `me` narrows.
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens",
-        Some(&e.admin),
-        None,
-    )
-    .await;
+    let a = get(&e.app, "/personal-access-tokens", &e.admin).await;
     assert_eq!(a.json["count"], 9);
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?owner-id=me",
-        Some(&e.admin),
-        None,
-    )
-    .await;
+    let a = get(&e.app, "/personal-access-tokens?owner-id=me", &e.admin).await;
     assert_eq!(a.json["count"], 1);
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?owner-id=bob",
-        Some(&e.admin),
-        None,
-    )
-    .await;
+    let a = get(&e.app, "/personal-access-tokens?owner-id=bob", &e.admin).await;
     assert_eq!(a.json["count"], 1);
     // Non-admins may not list others.
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         "/personal-access-tokens?owner-id=bob",
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
     // Lookups.
-    let a = call(&e.app, "GET", "/personal-access-tokens?name__icontains=DEPLOY&scope=repo:read&active=true&last_used__isnull=false", Some(&e.alice_read), None).await;
+    let a = get(&e.app, "/personal-access-tokens?name__icontains=DEPLOY&scope=repo:read&active=true&last_used__isnull=false", &e.alice_read).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.json);
     // alice_read itself has been used (it authenticated this call), the deploy tokens not.
     assert_eq!(a.json["count"], 0);
-    let a = call(&e.app, "GET", "/personal-access-tokens?name__icontains=DEPLOY&last_used__isnull=true&expires__gt=2020-01-01T00:00:00Z", Some(&e.alice_read), None).await;
+    let a = get(&e.app, "/personal-access-tokens?name__icontains=DEPLOY&last_used__isnull=true&expires__gt=2020-01-01T00:00:00Z", &e.alice_read).await;
     assert_eq!(a.json["count"], 5, "{}", a.json);
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         "/personal-access-tokens?expires__lt=2099-01-01T00:00:00Z",
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     // Every token expires now (the default policy's 30 days), none before 2020.
     assert_eq!(a.json["count"], 7, "{}", a.json);
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         "/personal-access-tokens?expires__lt=2020-01-01T00:00:00Z",
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_eq!(a.json["count"], 0);
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         "/personal-access-tokens?search=deploy%203",
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_eq!(a.json["count"], 1);
     assert_eq!(a.json["results"][0]["name"], "deploy 3");
     // Order and pages.
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         "/personal-access-tokens?order_by=-name&page=2&page_size=2&search=deploy",
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_eq!(a.json["count"], 5);
@@ -341,7 +296,7 @@ async fn list_filters_orders_pages_and_isolates_owners() {
         "{next}"
     );
     assert!(a.json["previous"].as_str().unwrap().contains("page=1"));
-    let a = call(&e.app, "GET", next, Some(&e.alice_read), None).await;
+    let a = get(&e.app, next, &e.alice_read).await;
     assert_eq!(a.json["results"].as_array().unwrap().len(), 1);
     assert!(a.json["next"].is_null());
 }
@@ -349,65 +304,34 @@ async fn list_filters_orders_pages_and_isolates_owners() {
 #[tokio::test]
 async fn list_refuses_unknown_filters_naming_them() {
     let e = env().await;
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?secret_hash__startswith=ab",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(a.json["details"][0]["field"], "secret_hash__startswith");
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?order_by=colour",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(a.json["details"][0]["field"], "order_by");
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?expires__lt=tomorrow",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?page_size=0",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens?scope=Bad:Scope",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    for (query, field) in [
+        ("secret_hash__startswith=ab", "secret_hash__startswith"),
+        ("order_by=colour", "order_by"),
+        ("expires__lt=tomorrow", "expires__lt"),
+        ("page_size=0", "page_size"),
+        ("page=01", "page"),
+        ("active=yes", "active"),
+        ("scope=Bad:Scope", "scope"),
+    ] {
+        let a = get(
+            &e.app,
+            &format!("/personal-access-tokens?{query}"),
+            &e.alice_read,
+        )
+        .await;
+        assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+        assert_eq!(a.json["details"][0]["field"], field, "{query}");
+    }
 }
 
 #[tokio::test]
 async fn get_shows_own_tokens_and_hides_others() {
     let e = env().await;
     let (_, id) = issue(&e.manager, "alice", "mine", &["repo:read"]).await;
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         &format!("/personal-access-tokens/{id}"),
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
@@ -415,33 +339,22 @@ async fn get_shows_own_tokens_and_hides_others() {
     assert_eq!(a.json["scopes"], json!(["repo:read"]));
     no_secret(&a.json);
     // Another user's token is 404 to a non-admin, and visible to an admin.
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         &format!("/personal-access-tokens/{}", e.bob_id),
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_error(&a, StatusCode::NOT_FOUND, "not_found");
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         &format!("/personal-access-tokens/{}", e.bob_id),
-        Some(&e.admin),
-        None,
+        &e.admin,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
     for bad in ["AAAAAAAAAAAAAAAA", "not-an-id", "x%2F..%2F"] {
-        let a = call(
-            &e.app,
-            "GET",
-            &format!("/personal-access-tokens/{bad}"),
-            Some(&e.admin),
-            None,
-        )
-        .await;
+        let a = get(&e.app, &format!("/personal-access-tokens/{bad}"), &e.admin).await;
         assert_error(&a, StatusCode::NOT_FOUND, "not_found");
     }
     // No token at all: 401.
@@ -678,7 +591,7 @@ async fn delete_revokes_and_hides_others() {
     assert!(record(&e, &id).await.is_none());
     assert!(e.auth.authenticate(&token).await.is_err());
     // The revoked token itself is refused by the layer now.
-    let a = call(&e.app, "GET", "/personal-access-tokens", Some(&token), None).await;
+    let a = get(&e.app, "/personal-access-tokens", &token).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     let a = call(
         &e.app,
@@ -751,24 +664,10 @@ async fn rotate_to_a_new_id() {
 async fn store_failure_is_503_with_retry_after() {
     let e = env().await;
     // Authenticate once so the layer serves the token from its cache.
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
+    let a = get(&e.app, "/personal-access-tokens", &e.alice_read).await;
     assert_eq!(a.status, StatusCode::OK);
     e.store.fail.store(true, Ordering::SeqCst);
-    let a = call(
-        &e.app,
-        "GET",
-        "/personal-access-tokens",
-        Some(&e.alice_read),
-        None,
-    )
-    .await;
+    let a = get(&e.app, "/personal-access-tokens", &e.alice_read).await;
     assert_error(
         &a,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -806,12 +705,10 @@ async fn unauthenticated_calls_are_401() {
 #[tokio::test]
 async fn openapi_document_lists_every_route() {
     let e = env().await;
-    let a = call(
+    let a = get(
         &e.app,
-        "GET",
         "/personal-access-tokens/openapi.json",
-        Some(&e.alice_read),
-        None,
+        &e.alice_read,
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);

@@ -63,6 +63,11 @@ pub async fn call_with(
     }
 }
 
+/// `GET uri`.
+pub async fn get(app: &Router, uri: &str, token: &str) -> Answer {
+    call(app, "GET", uri, Some(token), None).await
+}
+
 /// `POST uri` with a JSON body.
 pub async fn post(app: &Router, uri: &str, token: &str, body: Value) -> Answer {
     call(
