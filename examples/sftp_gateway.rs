@@ -44,10 +44,10 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode,
 };
-use support::{env, limiter_from_env};
+use support::env;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tower_pat::scope::NodePerm;
-use tower_pat::{Authenticator, NewToken, Principal, Scope, ScopeSet};
+use tower_pat::{Authenticator, Principal, Scope};
 use uuid::Uuid;
 
 /// Most bytes answered to one read request.
@@ -625,42 +625,8 @@ fn host_key(path: Option<&str>) -> Result<PrivateKey, String> {
 
 async fn run() -> Result<(), String> {
     let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:2222".to_owned());
-    let root = PathBuf::from(env("PAT_ROOT").unwrap_or_else(|| ".".to_owned()));
-    let root =
-        std::fs::canonicalize(&root).map_err(|e| format!("PAT_ROOT {}: {e}", root.display()))?;
-    if !root.is_dir() {
-        return Err(format!("PAT_ROOT {} is not a directory", root.display()));
-    }
-    let node = match env("PAT_NODE_ID") {
-        Some(id) => Uuid::try_parse(id.trim()).map_err(|e| format!("PAT_NODE_ID: {e}"))?,
-        None => {
-            let id = Uuid::new_v4();
-            println!("node: {id}");
-            id
-        }
-    };
     let key = host_key(env("PAT_HOST_KEY").as_deref())?;
-    let store_url = env("PAT_STORE_URL").unwrap_or_else(|| "sqlite://gateway.db".to_owned());
-    let store = tower_pat::store::open(&store_url)
-        .await
-        .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
-    let auth = Authenticator::builder(store)
-        .with_attempt_limiter(limiter_from_env(5)?)
-        .build();
-
-    let scopes = env("PAT_DEMO_SCOPES");
-    if scopes.is_some() || env("PAT_DEMO_TOKEN").is_some_and(|v| v.trim() == "1") {
-        let scopes: ScopeSet = scopes
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| format!("PAT_DEMO_SCOPES: {e}"))?;
-        let user = env("PAT_DEMO_USER").unwrap_or_else(|| "demo".to_owned());
-        let created = auth
-            .create(NewToken::new(user, "sftp gateway demo").with_scopes(scopes))
-            .await
-            .map_err(|e| format!("could not store the demo token: {e}"))?;
-        println!("token: {}", created.token.expose());
-    }
+    let support::Gateway { root, node, auth } = support::gateway("sftp gateway demo").await?;
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -28,7 +28,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -44,9 +44,9 @@ use dav_server::fs::{
 use dav_server::localfs::LocalFs;
 use dav_server::memls::MemLs;
 use dav_server::DavHandler;
-use support::{env, limiter_from_env};
+use support::env;
 use tower_pat::layer::node_root_scopes;
-use tower_pat::{Authenticator, NewToken, PatLayer, RequireScopesLayer, ScopeSet};
+use tower_pat::{Authenticator, PatLayer, RequireScopesLayer};
 use uuid::Uuid;
 
 /// The realm desktop clients show in their password prompt.
@@ -268,41 +268,7 @@ pub(crate) async fn serve(
 
 async fn run() -> Result<(), String> {
     let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:4918".to_owned());
-    let root = PathBuf::from(env("PAT_ROOT").unwrap_or_else(|| ".".to_owned()));
-    let root =
-        std::fs::canonicalize(&root).map_err(|e| format!("PAT_ROOT {}: {e}", root.display()))?;
-    if !root.is_dir() {
-        return Err(format!("PAT_ROOT {} is not a directory", root.display()));
-    }
-    let node = match env("PAT_NODE_ID") {
-        Some(id) => Uuid::try_parse(id.trim()).map_err(|e| format!("PAT_NODE_ID: {e}"))?,
-        None => {
-            let id = Uuid::new_v4();
-            println!("node: {id}");
-            id
-        }
-    };
-    let store_url = env("PAT_STORE_URL").unwrap_or_else(|| "sqlite://gateway.db".to_owned());
-    let store = tower_pat::store::open(&store_url)
-        .await
-        .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
-    let auth = Authenticator::builder(store)
-        .with_attempt_limiter(limiter_from_env(5)?)
-        .build();
-
-    let scopes = env("PAT_DEMO_SCOPES");
-    if scopes.is_some() || env("PAT_DEMO_TOKEN").is_some_and(|v| v.trim() == "1") {
-        let scopes: ScopeSet = scopes
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| format!("PAT_DEMO_SCOPES: {e}"))?;
-        let user = env("PAT_DEMO_USER").unwrap_or_else(|| "demo".to_owned());
-        let created = auth
-            .create(NewToken::new(user, "webdav gateway demo").with_scopes(scopes))
-            .await
-            .map_err(|e| format!("could not store the demo token: {e}"))?;
-        println!("token: {}", created.token.expose());
-    }
+    let support::Gateway { root, node, auth } = support::gateway("webdav gateway demo").await?;
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -1,11 +1,14 @@
 //! What the examples share: reading their environment variables, and shutting down.
 #![allow(unreachable_pub, dead_code)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tower_pat::expiry::parse_duration;
 use tower_pat::limit::AttemptLimiter;
-use tower_pat::Authenticator;
+use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
+use tower_pat::{Authenticator, ScopeSet};
+use uuid::Uuid;
 
 /// A variable's value, `None` when unset or blank.
 pub fn env(name: &str) -> Option<String> {
@@ -45,4 +48,59 @@ pub async fn flush(auth: &Authenticator) -> Result<(), String> {
         .await
         .map(drop)
         .map_err(|e| format!("flush failed: {e}"))
+}
+
+/// What both gateways start from: the served directory, its node id, and the
+/// authenticator over the store, with the demo token made if asked for.
+pub struct Gateway {
+    /// `PAT_ROOT` (default `.`), canonical.
+    pub root: PathBuf,
+    /// `PAT_NODE_ID`, or a new one, printed as `node: <id>`.
+    pub node: Uuid,
+    /// Over `PAT_STORE_URL` (default `sqlite://gateway.db`), with the failed-attempt
+    /// limiter of `PAT_MAX_FAILURES` (default 5) per `PAT_FAILURE_WINDOW`.
+    pub auth: Authenticator,
+}
+
+/// Reads the gateways' environment (see [`Gateway`]) and, with `PAT_DEMO_TOKEN=1` or
+/// `PAT_DEMO_SCOPES`, makes a token for `PAT_DEMO_USER` (default `demo`) under the default
+/// expiry policy (30 days) and prints `token: <value>`.
+pub async fn gateway(demo_name: &str) -> Result<Gateway, String> {
+    let root = PathBuf::from(env("PAT_ROOT").unwrap_or_else(|| ".".to_owned()));
+    let root =
+        std::fs::canonicalize(&root).map_err(|e| format!("PAT_ROOT {}: {e}", root.display()))?;
+    if !root.is_dir() {
+        return Err(format!("PAT_ROOT {} is not a directory", root.display()));
+    }
+    let node = match env("PAT_NODE_ID") {
+        Some(id) => Uuid::try_parse(id.trim()).map_err(|e| format!("PAT_NODE_ID: {e}"))?,
+        None => {
+            let id = Uuid::new_v4();
+            println!("node: {id}");
+            id
+        }
+    };
+    let store_url = env("PAT_STORE_URL").unwrap_or_else(|| "sqlite://gateway.db".to_owned());
+    let store = tower_pat::store::open(&store_url)
+        .await
+        .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
+    let auth = Authenticator::builder(store)
+        .with_attempt_limiter(limiter_from_env(5)?)
+        .build();
+    let scopes = env("PAT_DEMO_SCOPES");
+    if scopes.is_some() || env("PAT_DEMO_TOKEN").is_some_and(|v| v.trim() == "1") {
+        let scopes: ScopeSet = scopes
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| format!("PAT_DEMO_SCOPES: {e}"))?;
+        let user = env("PAT_DEMO_USER").unwrap_or_else(|| "demo".to_owned());
+        let mut demo = CreateTokenRequest::for_owner(user).name(demo_name);
+        demo.scopes = scopes.iter().map(ToString::to_string).collect();
+        let created = Manager::new(auth.clone())
+            .create(&Actor::Operator, demo)
+            .await
+            .map_err(|e| format!("could not create the demo token: {e}"))?;
+        println!("token: {}", created.token.expose());
+    }
+    Ok(Gateway { root, node, auth })
 }
