@@ -1,8 +1,9 @@
 //! [`WriteBehind`]: the cached tokens whose use is not yet written to the store.
 //!
 //! Invariants:
-//! - A token whose `dirty` flag is up is in the list (its `listed` flag is up), so a
-//!   flush finds every pending use.
+//! - Once [`WriteBehind::mark_dirty`] returns, a token whose `dirty` flag is up is in
+//!   the list (its `listed` flag is up), or held by a flush that writes it or, if the
+//!   write fails, marks it again: no pending use is lost.
 //! - A token is in the list at most once: `listed` is read and written only under the
 //!   list's lock.
 //! - The list holds at most about four times the tokens with something pending, or
