@@ -64,6 +64,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 pub mod authenticator;
+mod cache;
 pub mod clock;
 pub mod credentials;
 pub mod error;
@@ -71,7 +72,6 @@ pub mod expiry;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
-mod hot;
 pub mod layer;
 pub mod limit;
 pub mod manage;

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::authenticator::Live;
+use crate::cache::CachedToken;
 use crate::rejection::Challenge;
-
 use crate::scope::{Scope, ScopeHierarchy, ScopeSet};
-use crate::token::TokenId;
+
+pub use crate::cache::PrincipalData;
 
 /// The result of a successful authentication; the layer puts it in the request's
 /// extensions. Holds no secret. Cheap to clone (one reference count), and its fields are
@@ -16,44 +16,11 @@ use crate::token::TokenId;
 #[derive(Clone)]
 pub struct Principal {
     /// The cached entry of the token (its [`PrincipalData`] and what validation needs).
-    live: Arc<Live>,
+    live: Arc<CachedToken>,
     /// When the token expires (after this use, for sliding tokens); `None` = never.
     pub expires_at: Option<OffsetDateTime>,
     /// The challenge of the layer that accepted the token, for inner layers' refusals.
     challenge: Option<Challenge>,
-}
-
-/// What a [`Principal`] says about its token, shared by every request made with it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct PrincipalData {
-    /// The user the token acts for.
-    pub owner: Arc<str>,
-    /// The token's public id.
-    pub token_id: TokenId,
-    /// The token's name.
-    pub token_name: Arc<str>,
-    /// The token's scopes; empty = full access of the owner.
-    pub scopes: Arc<ScopeSet>,
-    pub(crate) hierarchy: Arc<ScopeHierarchy>,
-}
-
-impl PrincipalData {
-    pub(crate) fn new(
-        owner: Arc<str>,
-        token_id: TokenId,
-        token_name: Arc<str>,
-        scopes: Arc<ScopeSet>,
-        hierarchy: Arc<ScopeHierarchy>,
-    ) -> Self {
-        Self {
-            owner,
-            token_id,
-            token_name,
-            scopes,
-            hierarchy,
-        }
-    }
 }
 
 impl std::ops::Deref for Principal {
@@ -76,7 +43,7 @@ impl std::fmt::Debug for Principal {
 }
 
 impl Principal {
-    pub(crate) fn new(live: Arc<Live>, expires_at: Option<OffsetDateTime>) -> Self {
+    pub(crate) fn new(live: Arc<CachedToken>, expires_at: Option<OffsetDateTime>) -> Self {
         Self {
             live,
             expires_at,

@@ -7,6 +7,15 @@
 //! can only cause a miss, never a wrong entry. Four ways keep conflict misses rare at the
 //! sizes used (at least one slot per cached token), where a direct-mapped table of the
 //! same size loses about a third of its hits to collisions.
+//!
+//! Invariants:
+//! - A read returns an entry only if the entry's own id is the id asked for: tags only
+//!   pick which slots to look at, so a torn tag/slot pair is a miss, never a wrong entry.
+//! - A used way's tag is never 0; an empty way's tag is 0.
+//! - The table never grows: a full set evicts one of its ways.
+//! - It holds no policy: freshness (TTL, invalidation epochs) is the caller's check on
+//!   every entry it reads.
+//! - The `prefetch` feature's hint is the crate's only `unsafe` code, and reads nothing.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,187 @@
+//! [`AuthenticatorBuilder`]: the settings of an [`Authenticator`], each with its
+//! documented default, and the task that follows other replicas' changes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use super::{Authenticator, Hasher, Inner};
+use crate::cache::{Epochs, HotTable, WriteBehind};
+use crate::clock::{Clock, SystemClock};
+use crate::limit::AttemptLimiter;
+use crate::scope::ScopeHierarchy;
+use crate::store::TokenStore;
+use crate::token::TokenFormat;
+
+/// Builds an [`Authenticator`]. Every setting has a documented default.
+#[must_use]
+pub struct AuthenticatorBuilder {
+    store: Arc<dyn TokenStore>,
+    format: TokenFormat,
+    hierarchy: ScopeHierarchy,
+    clock: Arc<dyn Clock>,
+    cache_ttl: Duration,
+    negative_ttl: Duration,
+    capacity: u64,
+    negative_capacity: u64,
+    store_timeout: Duration,
+    refresh_interval: Option<Duration>,
+    limiter: AttemptLimiter,
+}
+
+impl fmt::Debug for AuthenticatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthenticatorBuilder")
+            .field("store", &self.store)
+            .field("format", &self.format)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("capacity", &self.capacity)
+            .field("store_timeout", &self.store_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthenticatorBuilder {
+    /// Token format (prefix); default `pat`.
+    pub fn with_format(mut self, format: TokenFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Scope hierarchy; default [`ScopeHierarchy::default`].
+    pub fn with_hierarchy(mut self, hierarchy: ScopeHierarchy) -> Self {
+        self.hierarchy = hierarchy;
+        self
+    }
+
+    /// Clock; default the system clock. Tests use [`crate::clock::ManualClock`].
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long a found token is served from the cache (default 30 s). This bounds how
+    /// long a revocation made elsewhere can go unseen when no change message arrives.
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// How long an unknown id is remembered (default 10 s).
+    pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// Most tokens cached (default 100,000).
+    pub fn with_capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Most unknown ids cached (default 10,000).
+    pub fn with_negative_capacity(mut self, capacity: u64) -> Self {
+        self.negative_capacity = capacity;
+        self
+    }
+
+    /// Longest a store call may take before it counts as a failure (default 5 s).
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Fixed interval between write-behind writes of one token (default
+    /// `min(window/10, 60 s)` for sliding tokens, 60 s for others; at least 1 s).
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval.max(Duration::from_secs(1)));
+        self
+    }
+
+    /// Failed-attempt limiting for [`Authenticator::authenticate_from`] and
+    /// [`Authenticator::authenticate_basic_from`] (and so the HTTP layer); default
+    /// [`AttemptLimiter::default`] (20 failures per client per 60 s).
+    pub fn with_attempt_limiter(mut self, limiter: AttemptLimiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// Builds the authenticator. When the store can tell about changes made by other
+    /// replicas, and a tokio runtime is running, a task follows them and drops changed
+    /// tokens from this cache.
+    pub fn build(self) -> Authenticator {
+        let inner = Arc::new(Inner {
+            hot: HotTable::new(usize::try_from(self.capacity).unwrap_or(usize::MAX)),
+            hot_ttl: i64::try_from(self.cache_ttl.as_secs()).unwrap_or(i64::MAX),
+            positive: Cache::builder()
+                .max_capacity(self.capacity)
+                .time_to_live(self.cache_ttl)
+                .build_with_hasher(Hasher::default()),
+            // LRU: a flood of junk ids must not stop the newest ones from being remembered.
+            negative: Cache::builder()
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .max_capacity(self.negative_capacity)
+                .time_to_live(self.negative_ttl)
+                .build_with_hasher(Hasher::default()),
+            epochs: Epochs::default(),
+            write_behind: WriteBehind::default(),
+            store: self.store,
+            format: self.format,
+            hierarchy: Arc::new(self.hierarchy),
+            clock: self.clock,
+            store_timeout: self.store_timeout,
+            refresh_interval: self.refresh_interval,
+            limiter: self.limiter,
+        });
+        if let (Some(mut rx), Ok(handle)) = (
+            inner.store.subscribe_changes(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let weak = Arc::downgrade(&inner);
+            handle.spawn(async move {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    let id = match rx.recv().await {
+                        Ok(id) => Some(id),
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(
+                                missed = n,
+                                "missed token change messages; clearing the cache"
+                            );
+                            None
+                        }
+                        Err(RecvError::Closed) => return,
+                    };
+                    let Some(inner) = weak.upgrade() else { return };
+                    match id {
+                        Some(id) => inner.invalidate_local(&id).await,
+                        None => inner.invalidate_all_local(),
+                    }
+                }
+            });
+        }
+        Authenticator { inner }
+    }
+}
+
+impl Authenticator {
+    /// Starts building an authenticator over `store`.
+    pub fn builder(store: Arc<dyn TokenStore>) -> AuthenticatorBuilder {
+        AuthenticatorBuilder {
+            store,
+            format: TokenFormat::default(),
+            hierarchy: ScopeHierarchy::default(),
+            clock: Arc::new(SystemClock),
+            cache_ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(10),
+            capacity: 100_000,
+            negative_capacity: 10_000,
+            store_timeout: Duration::from_secs(5),
+            refresh_interval: None,
+            limiter: AttemptLimiter::default(),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Minting: [`NewToken`] in, [`CreatedToken`] (the record and the token string, shown
+//! once) out.
+
+use super::Authenticator;
+use crate::expiry::Expiry;
+use crate::record::TokenRecord;
+use crate::scope::ScopeSet;
+use crate::store::StoreError;
+use crate::token::{MintedToken, Secret};
+
+/// What to create: see [`Authenticator::create`]. The management API offers more
+/// (policies, rights); this is the minimum.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NewToken {
+    /// Owner (login name).
+    pub owner: String,
+    /// Label.
+    pub name: String,
+    /// Scopes; empty = full access of the owner.
+    pub scopes: ScopeSet,
+    /// Expiry; default never.
+    pub expiry: Expiry,
+}
+
+impl NewToken {
+    /// A never-expiring, full-access token for `owner` named `name`.
+    pub fn new(owner: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            name: name.into(),
+            scopes: ScopeSet::full_access(),
+            expiry: Expiry::Never,
+        }
+    }
+
+    /// With these scopes.
+    pub fn with_scopes(mut self, scopes: ScopeSet) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// With this expiry.
+    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+}
+
+/// A created token: its record, and the token string, shown this once.
+#[derive(Debug)]
+pub struct CreatedToken {
+    /// What was stored (the secret's hash only).
+    pub record: TokenRecord,
+    /// The full token. Show it once; it cannot be recovered.
+    pub token: Secret,
+}
+
+impl Authenticator {
+    /// Mints and stores a new token. The returned [`CreatedToken::token`] is the only
+    /// time the token string exists outside its holder.
+    pub async fn create(&self, new: NewToken) -> Result<CreatedToken, StoreError> {
+        let MintedToken {
+            id,
+            secret_hash,
+            token,
+        } = self.inner.format.mint();
+        let now = self.inner.clock.now();
+        let record = TokenRecord::new(
+            id,
+            new.owner,
+            new.name,
+            new.scopes,
+            new.expiry,
+            secret_hash,
+            now,
+        );
+        self.inner
+            .with_timeout(self.inner.store.insert(&record))
+            .await?;
+        Ok(CreatedToken { record, token })
+    }
+}

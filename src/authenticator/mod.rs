@@ -1,0 +1,571 @@
+//! The one decision point: a token string (and, for Basic, a username) in, a
+//! [`Principal`] or an [`AuthError`] out, with a moka cache in front of the store.
+//!
+//! The HTTP layer, the axum extractor, the password adapter for SFTP/WebDAV gateways and
+//! the CLI all call [`Authenticator`]; none of them decides anything on its own.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use tower_pat::{Authenticator, MemoryStore, NewToken};
+//!
+//! let auth = Authenticator::builder(Arc::new(MemoryStore::new())).build();
+//! let created = auth.create(NewToken::new("alice", "laptop")).await.unwrap();
+//! let principal = auth.authenticate(created.token.expose()).await.unwrap();
+//! assert_eq!(&*principal.owner, "alice");
+//! # }
+//! ```
+//!
+//! # Cache
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | [`with_cache_ttl`](AuthenticatorBuilder::with_cache_ttl) | 30 s | how long a found token is served from memory; the worst-case staleness of a revocation that reaches this replica by no other way |
+//! | [`with_negative_ttl`](AuthenticatorBuilder::with_negative_ttl) | 10 s | how long an unknown id is remembered |
+//! | [`with_capacity`](AuthenticatorBuilder::with_capacity) | 100,000 | found tokens kept |
+//! | [`with_negative_capacity`](AuthenticatorBuilder::with_negative_capacity) | 10,000 | unknown ids kept (separate, so a flood of random ids cannot evict real tokens) |
+//! | [`with_store_timeout`](AuthenticatorBuilder::with_store_timeout) | 5 s | a store read slower than this is a store failure (503) |
+//! | [`with_refresh_interval`](AuthenticatorBuilder::with_refresh_interval) | `min(window/10, 60 s)` for sliding tokens, 60 s otherwise | at most one `last_used`/expiry write per token per interval |
+//!
+//! Store errors are never cached. Concurrent misses for one id make one store read.
+//! [`Authenticator::invalidate`] wins against a read already in flight: an entry loaded
+//! before the invalidation is never served after it.
+
+// The decision and the cold path are here; `builder` holds the settings, `mint` token
+// creation, `attempt` the failed-attempt limiter's part. The cache's parts are in
+// `crate::cache`.
+mod attempt;
+mod builder;
+mod mint;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use crate::cache::{CachedToken, Epochs, HotTable, WriteBehind};
+use crate::clock::Clock;
+use crate::error::{AuthError, InvalidReason};
+use crate::limit::AttemptLimiter;
+use crate::principal::Principal;
+use crate::record::TokenRecord;
+use crate::scope::ScopeHierarchy;
+use crate::store::{StoreError, TokenStore};
+use crate::token::{ParsedToken, SecretHash, TokenFormat, TokenId};
+use attempt::Attempt;
+
+pub use builder::AuthenticatorBuilder;
+pub use mint::{CreatedToken, NewToken};
+
+/// Ids are random, but a client picks the ids it sends: a seeded hash keeps bucket
+/// collisions out of its reach at a fraction of SipHash's cost.
+type Hasher = foldhash::fast::RandomState;
+
+/// Checks tokens. Cheap to clone: clones share the cache and the store.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn TokenStore>,
+    format: TokenFormat,
+    hierarchy: Arc<ScopeHierarchy>,
+    clock: Arc<dyn Clock>,
+    positive: Cache<TokenId, Arc<CachedToken>, Hasher>,
+    /// A set-associative front for the positive cache: one lock-free read per request
+    /// instead of a moka read, which is far dearer and writes a shared read log (figures
+    /// in BENCHMARKS.md). moka
+    /// stays the cache of record (capacity, TTL, single-flight loads); an entry is served
+    /// from here only while it is younger than the cache TTL and not invalidated.
+    hot: HotTable<CachedToken>,
+    hot_ttl: i64,
+    negative: Cache<TokenId, (), Hasher>,
+    /// Invalidation epochs: an entry loaded before the last invalidation of its id is
+    /// stale.
+    epochs: Epochs,
+    /// Write-behind: the cached tokens whose use is not yet written to the store.
+    write_behind: WriteBehind,
+    store_timeout: Duration,
+    refresh_interval: Option<Duration>,
+    limiter: AttemptLimiter,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("store", &self.inner.store)
+            .field("format", &self.inner.format)
+            .field("cached", &self.inner.positive.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Decision {
+    Accept,
+    Refuse(InvalidReason),
+    /// An expired sliding token: read the store once before refusing.
+    Reload,
+}
+
+/// What [`Authenticator::check_cached_from`] found in memory.
+pub(crate) enum Cached {
+    /// The decision.
+    Decided(Result<Principal, AuthError>),
+    /// The token is well formed but the hot table cannot decide: ask
+    /// [`Authenticator::check_missed_from`] with what was worked out.
+    Missed(Missed),
+}
+
+/// A well-formed token the hot table could not decide: its id and its secret's hash (what
+/// the store keeps, not the secret), so the cache and store are asked without parsing and
+/// hashing again, and the time its attempt started (the limiter has already let it in).
+#[derive(Clone, Copy)]
+pub(crate) struct Missed {
+    id: TokenId,
+    hash: SecretHash,
+    now: i64,
+}
+
+enum Miss {
+    /// Not in the store, as read at this invalidation epoch.
+    Unknown(u64),
+    Store(Arc<StoreError>),
+}
+
+impl Authenticator {
+    /// An authenticator with every default.
+    pub fn new(store: Arc<dyn TokenStore>) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.inner.store
+    }
+
+    /// The token format.
+    pub fn format(&self) -> &TokenFormat {
+        &self.inner.format
+    }
+
+    /// The scope hierarchy.
+    pub fn hierarchy(&self) -> &Arc<ScopeHierarchy> {
+        &self.inner.hierarchy
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Checks a token from `Authorization: Bearer`.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.check_from(None, None, token).await
+    }
+
+    /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
+    /// token and the username must be its owner. Same decision as
+    /// [`authenticate`](Self::authenticate) otherwise.
+    pub async fn authenticate_basic(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, AuthError> {
+        self.check_from(None, Some(username), password).await
+    }
+
+    /// [`authenticate`](Self::authenticate) for a known client (its IP address): refused
+    /// with [`AuthError::TooManyAttempts`] and no store access while the client is locked
+    /// out by the [`AttemptLimiter`].
+    pub async fn authenticate_from(
+        &self,
+        client: IpAddr,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        self.check_from(Some(client), None, token).await
+    }
+
+    /// [`authenticate_basic`](Self::authenticate_basic) for a known client: failures count
+    /// against the client and against the client + username pair.
+    pub async fn authenticate_basic_from(
+        &self,
+        client: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, AuthError> {
+        self.check_from(Some(client), Some(username), password)
+            .await
+    }
+
+    /// Whether failed attempts are limited per client (else the client is not needed).
+    pub(crate) fn limits_attempts(&self) -> bool {
+        self.inner.limiter.is_enabled()
+    }
+
+    /// The decision of the `authenticate*` methods, if it can be made from memory alone:
+    /// no await, no allocation. [`Cached::Missed`]: ask
+    /// [`check_missed_from`](Self::check_missed_from).
+    pub(crate) fn check_cached_from(
+        &self,
+        client: Option<IpAddr>,
+        username: Option<&str>,
+        token: &str,
+    ) -> Cached {
+        let attempt = match self.inner.attempt(client, username) {
+            Ok(attempt) => attempt,
+            Err(locked) => return Cached::Decided(Err(locked)),
+        };
+        match self.inner.check_cached(token, username, attempt.now) {
+            Cached::Decided(result) => {
+                self.inner.count_attempt(attempt, &result);
+                Cached::Decided(result)
+            }
+            missed => missed,
+        }
+    }
+
+    /// The decision for a token [`check_cached_from`](Self::check_cached_from) found
+    /// well formed but could not decide, from the cache and the store: the rest of the
+    /// attempt that call started (same `client` and `username`), not a new one.
+    pub(crate) async fn check_missed_from(
+        &self,
+        client: Option<IpAddr>,
+        username: Option<&str>,
+        missed: Missed,
+    ) -> Result<Principal, AuthError> {
+        let attempt = Attempt::resumed(client, username, missed.now);
+        let result = self
+            .inner
+            .check_cold(&missed.id, &missed.hash, username, missed.now)
+            .await;
+        self.inner.count_attempt(attempt, &result);
+        result
+    }
+
+    /// Any `authenticate*` method: `client` (an IP address) turns on the attempt limiter,
+    /// `username` the Basic owner check.
+    pub(crate) async fn check_from(
+        &self,
+        client: Option<IpAddr>,
+        username: Option<&str>,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
+        let attempt = self.inner.attempt(client, username)?;
+        let result = self.inner.check(token, username, attempt.now).await;
+        self.inner.count_attempt(attempt, &result);
+        result
+    }
+
+    /// Drops `id` from this cache, also winning against a store read already in flight,
+    /// and tells other replicas through the store. Call after changing the token in the
+    /// store.
+    pub async fn invalidate(&self, id: &TokenId) -> Result<(), StoreError> {
+        self.inner.invalidate_local(id).await;
+        self.inner
+            .with_timeout(self.inner.store.publish_change(id))
+            .await
+    }
+
+    /// Drops every cached token (used when change messages may have been lost).
+    pub fn invalidate_all(&self) {
+        self.inner.invalidate_all_local();
+    }
+
+    /// Writes every pending `last_used`/sliding-expiry update to the store. Call on
+    /// shutdown. Returns how many tokens were written; the first error is returned after
+    /// trying them all (failed ones stay pending).
+    pub async fn flush(&self) -> Result<usize, StoreError> {
+        let pending = self.inner.write_behind.take();
+        let mut written = 0;
+        let mut first_err = None;
+        for live in &pending {
+            match self.inner.write_back(live).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(written), Err)
+    }
+
+    /// Tokens in the cache now (approximate).
+    pub fn cached_tokens(&self) -> u64 {
+        self.inner.positive.entry_count()
+    }
+
+    /// Unknown ids remembered now (approximate).
+    pub fn cached_unknown_ids(&self) -> u64 {
+        self.inner.negative.entry_count()
+    }
+
+    /// Runs the cache's pending maintenance (useful before reading
+    /// [`cached_tokens`](Self::cached_tokens)).
+    pub async fn sync_cache(&self) {
+        self.inner.positive.run_pending_tasks().await;
+        self.inner.negative.run_pending_tasks().await;
+    }
+}
+
+impl Inner {
+    async fn with_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.store_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+        }
+    }
+
+    /// The whole decision when the token is in the hot table: no await, no allocation.
+    /// [`Cached::Missed`]: not decidable from memory (a miss, or an expired sliding token
+    /// that another replica may have slid); ask [`check_cold`](Self::check_cold).
+    pub(crate) fn check_cached(
+        self: &Arc<Self>,
+        token: &str,
+        username: Option<&str>,
+        now: i64,
+    ) -> Cached {
+        let parsed = match self.parse(token) {
+            Ok(parsed) => parsed,
+            Err(e) => return Cached::Decided(Err(e)),
+        };
+        let hash = parsed.secret_hash();
+        match self.decide_cached(&parsed, &hash, username, now) {
+            Some(result) => Cached::Decided(result),
+            None => Cached::Missed(Missed {
+                id: parsed.id,
+                hash,
+                now,
+            }),
+        }
+    }
+
+    async fn check(
+        self: &Arc<Self>,
+        token: &str,
+        username: Option<&str>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        match self.check_cached(token, username, now) {
+            Cached::Decided(result) => result,
+            Cached::Missed(missed) => {
+                self.check_cold(&missed.id, &missed.hash, username, missed.now)
+                    .await
+            }
+        }
+    }
+
+    /// The decision from the cache and the store (the hot table could not decide).
+    async fn check_cold(
+        self: &Arc<Self>,
+        id: &TokenId,
+        hash: &SecretHash,
+        username: Option<&str>,
+        now: i64,
+    ) -> Result<Principal, AuthError> {
+        let mut reloaded = false;
+        loop {
+            // Boxed so the (large) cache and store futures are not part of every request's
+            // future.
+            let live = Box::pin(self.cold_lookup(id)).await.inspect_err(|e| {
+                tracing::debug!(token_id = %id, error = %e, "token refused");
+            })?;
+            match self.decide(&live, hash, username, now) {
+                // Another replica may have slid it: ask the store once before refusing.
+                Decision::Reload if !reloaded => {
+                    reloaded = true;
+                    self.invalidate_local(id).await;
+                }
+                Decision::Reload => return Err(self.refuse(id, InvalidReason::Expired)),
+                Decision::Refuse(reason) => return Err(self.refuse(id, reason)),
+                Decision::Accept => return Ok(self.accept(live, now)),
+            }
+        }
+    }
+
+    /// Checks the token's format, having started the read of its hot-table line first.
+    fn parse<'t>(&self, token: &'t str) -> Result<ParsedToken<'t>, AuthError> {
+        if let Some(id) = self.format.peek_id(token) {
+            self.hot.touch(&id);
+        }
+        self.format.parse(token).map_err(|e| {
+            tracing::debug!(error = %e, "refused a malformed token");
+            e.into()
+        })
+    }
+
+    /// The decision from the hot table, if it holds a fresh entry for the token: younger
+    /// than the cache TTL and loaded after the last invalidation of its id. The caller
+    /// hashes the secret after [`parse`](Self::parse) asked for the table line, so the
+    /// hashing overlaps that read; the entry is cloned only when the token is accepted.
+    fn decide_cached(
+        self: &Arc<Self>,
+        parsed: &ParsedToken<'_>,
+        hash: &SecretHash,
+        username: Option<&str>,
+        now: i64,
+    ) -> Option<Result<Principal, AuthError>> {
+        let epoch = self.epochs.of(&parsed.id);
+        let found = self.hot.find(&parsed.id, |live| {
+            if live.loaded_epoch() < epoch || now.saturating_sub(live.loaded_at()) >= self.hot_ttl {
+                return None; // stale: the cold path reloads it
+            }
+            let decision = self.decide(live, hash, username, now);
+            let keep = matches!(decision, Decision::Accept).then(|| live.clone());
+            Some((decision, keep))
+        });
+        match found.flatten()? {
+            (Decision::Accept, Some(live)) => Some(Ok(self.accept(live, now))),
+            (Decision::Refuse(reason), _) => Some(Err(self.refuse(&parsed.id, reason))),
+            _ => None,
+        }
+    }
+
+    fn decide(
+        &self,
+        live: &CachedToken,
+        hash: &SecretHash,
+        username: Option<&str>,
+        now: i64,
+    ) -> Decision {
+        if !live.secret_matches(hash, now) {
+            Decision::Refuse(InvalidReason::WrongSecret)
+        } else if username.is_some_and(|u| u != &*live.principal.owner) {
+            Decision::Refuse(InvalidReason::WrongUser)
+        } else if !live.is_active() {
+            Decision::Refuse(InvalidReason::Disabled)
+        } else if live.is_expired_at(now) {
+            if live.is_sliding() {
+                Decision::Reload
+            } else {
+                Decision::Refuse(InvalidReason::Expired)
+            }
+        } else {
+            Decision::Accept
+        }
+    }
+
+    fn refuse(&self, id: &TokenId, reason: InvalidReason) -> AuthError {
+        tracing::debug!(token_id = %id, %reason, "token refused");
+        AuthError::Invalid(reason)
+    }
+
+    fn accept(self: &Arc<Self>, live: Arc<CachedToken>, now: i64) -> Principal {
+        self.record_use(&live, now);
+        tracing::trace!(token_id = %live.id(), owner = %live.principal.owner, "token accepted");
+        let expires_at = live.expires_at();
+        Principal::new(live, expires_at)
+    }
+
+    async fn cold_lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<CachedToken>, AuthError> {
+        if let Some(live) = self.positive.get(id).await {
+            if !self.epochs.is_stale(id, live.loaded_epoch()) {
+                self.hot.put(live.clone());
+                return Ok(live);
+            }
+        }
+        if self.negative.contains_key(id) {
+            return Err(AuthError::Invalid(InvalidReason::Unknown));
+        }
+        for _ in 0..3 {
+            let load = async {
+                let epoch = self.epochs.current();
+                match self.with_timeout(self.store.get(id)).await {
+                    Ok(Some(record)) => Ok(Arc::new(self.entry(record, epoch))),
+                    Ok(None) => Err(Miss::Unknown(epoch)),
+                    Err(e) => Err(Miss::Store(Arc::new(e))),
+                }
+            };
+            match self.positive.try_get_with(*id, load).await {
+                Ok(live) if !self.epochs.is_stale(id, live.loaded_epoch()) => {
+                    self.hot.put(live.clone());
+                    return Ok(live);
+                }
+                // Loaded before an invalidation of this id: never serve it.
+                Ok(_) => self.positive.invalidate(id).await,
+                Err(miss) => return Err(self.miss(id, &miss).await),
+            }
+        }
+        // Invalidations keep racing our loads: read the store directly, uncached.
+        let epoch = self.epochs.current();
+        match self.with_timeout(self.store.get(id)).await {
+            Ok(Some(record)) => Ok(Arc::new(self.entry(record, epoch))),
+            Ok(None) => Err(AuthError::Invalid(InvalidReason::Unknown)),
+            Err(e) => Err(AuthError::StoreUnavailable(Arc::new(e))),
+        }
+    }
+
+    async fn miss(&self, id: &TokenId, miss: &Miss) -> AuthError {
+        match miss {
+            Miss::Unknown(loaded) => {
+                // Like positive entries, a negative one read before an invalidation of
+                // this id must not outlive it: insert, then drop it if one came since.
+                self.negative.insert(*id, ()).await;
+                if self.epochs.is_stale(id, *loaded) {
+                    self.negative.invalidate(id).await;
+                }
+                AuthError::Invalid(InvalidReason::Unknown)
+            }
+            Miss::Store(e) => {
+                tracing::warn!(token_id = %id, error = %e, "token store failed");
+                AuthError::StoreUnavailable(e.clone())
+            }
+        }
+    }
+
+    async fn invalidate_local(&self, id: &TokenId) {
+        self.epochs.bump(id);
+        self.hot.remove(id);
+        self.positive.invalidate(id).await;
+        self.negative.invalidate(id).await;
+    }
+
+    fn invalidate_all_local(&self) {
+        self.epochs.bump_all();
+        self.hot.clear();
+        self.positive.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
+    fn entry(&self, record: TokenRecord, epoch: u64) -> CachedToken {
+        CachedToken::new(
+            record,
+            epoch,
+            self.clock.unix_now(),
+            self.refresh_interval,
+            &self.hierarchy,
+        )
+    }
+
+    /// Write-behind: update the cached values now, the store at most once per interval.
+    fn record_use(self: &Arc<Self>, live: &Arc<CachedToken>, now: i64) {
+        live.note_use(now);
+        self.write_behind.mark_dirty(live);
+        if live.claim_write(now) {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let (inner, live) = (self.clone(), live.clone());
+                handle.spawn(async move {
+                    let _ = inner.write_back(&live).await;
+                });
+            }
+        }
+    }
+
+    async fn write_back(&self, live: &Arc<CachedToken>) -> Result<(), StoreError> {
+        // It stays listed until the list is next compacted, unless used again by then.
+        let touch = live.take_touch();
+        let res = self.with_timeout(self.store.touch(live.id(), &touch)).await;
+        if let Err(e) = &res {
+            tracing::warn!(token_id = %live.id(), error = %e, "could not record token use; will retry");
+            self.write_behind.mark_dirty(live);
+        }
+        res
+    }
+}

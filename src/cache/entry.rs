@@ -1,0 +1,279 @@
+//! [`CachedToken`]: what the cache holds of one stored token, and the scope interner its
+//! entries share.
+//!
+//! Invariants:
+//! - Everything but the use state (`last_used`, `expires_at`, `written_at` and the
+//!   write-behind flags) is fixed when the entry is made from a [`TokenRecord`]; a change
+//!   in the store makes a new entry, never an edit of this one.
+//! - `loaded_epoch` is the global invalidation epoch read *before* the store read that
+//!   produced the record, so an invalidation racing the read makes the entry stale (see
+//!   [`Epochs`](super::Epochs)).
+//! - `expires_at` and `last_used` only move forward (`fetch_max`), and a sliding token's
+//!   `expires_at` never passes `not_after`.
+//! - `id == principal.token_id`.
+//! - The interner holds at most [`MAX_INTERNED_SCOPE_SETS`] sets, and never changes a set
+//!   an entry holds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::hot::Keyed;
+use crate::clock;
+use crate::expiry::Expiry;
+use crate::record::TokenRecord;
+use crate::scope::{ScopeHierarchy, ScopeSet};
+use crate::store::Touch;
+use crate::token::{SecretHash, TokenId};
+
+const NONE_I64: i64 = i64::MIN;
+
+/// What a [`Principal`](crate::Principal) says about its token, shared by every request
+/// made with it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PrincipalData {
+    /// The user the token acts for.
+    pub owner: Arc<str>,
+    /// The token's public id.
+    pub token_id: TokenId,
+    /// The token's name.
+    pub token_name: Arc<str>,
+    /// The token's scopes; empty = full access of the owner.
+    pub scopes: Arc<ScopeSet>,
+    pub(crate) hierarchy: Arc<ScopeHierarchy>,
+}
+
+impl PrincipalData {
+    pub(crate) fn new(
+        owner: Arc<str>,
+        token_id: TokenId,
+        token_name: Arc<str>,
+        scopes: Arc<ScopeSet>,
+        hierarchy: Arc<ScopeHierarchy>,
+    ) -> Self {
+        Self {
+            owner,
+            token_id,
+            token_name,
+            scopes,
+            hierarchy,
+        }
+    }
+}
+
+/// A cached token: what validation needs of the stored record (no more, to keep the
+/// cache small), plus its in-memory use state (write-behind). Times are unix seconds.
+/// A `Principal` holds its entry, so accepting a token allocates nothing.
+///
+/// `repr(C)`: what every validation reads comes first, next to the reference count, so a
+/// cached token costs as few cache lines as possible; the principal's data comes last.
+#[repr(C)]
+pub(crate) struct CachedToken {
+    /// The same as `principal.token_id`, kept here with the fields read on every use.
+    id: TokenId,
+    secret_hash: SecretHash,
+    loaded_epoch: u64,
+    loaded_at: i64,
+    expires_at: AtomicI64,
+    last_used: AtomicI64,
+    written_at: AtomicI64,
+    /// Sliding window in seconds (at most `u32::MAX`, 136 years); 0 for tokens that do
+    /// not slide.
+    window: u32,
+    /// Seconds between write-behind writes.
+    interval: u32,
+    /// The secret replaced by an in-place rotation and until when it is still accepted
+    /// (rare: boxed, so other tokens pay one pointer).
+    previous_secret: Option<Box<(SecretHash, i64)>>,
+    active: bool,
+    /// A use not yet written to the store.
+    pub(super) dirty: AtomicBool,
+    /// In [`Pending`](super::Pending)'s list (read and written only under its lock).
+    pub(super) listed: AtomicBool,
+    // Every validation reads the fields above: with the reference counts, the first 123
+    // bytes of the allocation.
+    /// Sliding never passes this (`i64::MAX`: no cap). Read only when sliding.
+    not_after: i64,
+    pub(crate) principal: PrincipalData,
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Most distinct scope sets shared between cached tokens.
+const MAX_INTERNED_SCOPE_SETS: usize = 4096;
+
+/// Tokens mostly hold one of a few scope sets: cached tokens share one copy of each.
+fn intern_scopes(scopes: ScopeSet) -> Arc<ScopeSet> {
+    static SETS: std::sync::OnceLock<Mutex<HashMap<ScopeSet, Arc<ScopeSet>>>> =
+        std::sync::OnceLock::new();
+    let sets = SETS.get_or_init(Default::default);
+    let mut sets = sets.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(shared) = sets.get(&scopes) {
+        return shared.clone();
+    }
+    let shared = Arc::new(scopes);
+    if sets.len() >= MAX_INTERNED_SCOPE_SETS {
+        // Drop the sets no cached token holds any more; if all are held, do not intern.
+        sets.retain(|_, v| Arc::strong_count(v) > 1);
+    }
+    if sets.len() < MAX_INTERNED_SCOPE_SETS {
+        sets.insert((*shared).clone(), shared.clone());
+    }
+    shared
+}
+
+impl CachedToken {
+    /// The entry for `record`, read from the store at invalidation epoch `loaded_epoch`
+    /// (read before the store was), at `now`.
+    pub(crate) fn new(
+        record: TokenRecord,
+        loaded_epoch: u64,
+        now: i64,
+        interval: Option<Duration>,
+        hierarchy: &Arc<ScopeHierarchy>,
+    ) -> Self {
+        let (window, not_after) = match record.expiry {
+            Expiry::AutoRefresh { window, not_after } => (
+                u32::try_from(secs(window).max(1)).unwrap_or(u32::MAX),
+                not_after.map_or(i64::MAX, |t| t.unix_timestamp()),
+            ),
+            _ => (0, i64::MAX),
+        };
+        let interval = interval.unwrap_or_else(|| match window {
+            0 => Duration::from_secs(60),
+            w => Duration::from_secs(u64::from((w / 10).clamp(1, 60))),
+        });
+        let scopes = intern_scopes(record.scopes);
+        Self {
+            id: record.id,
+            secret_hash: record.secret_hash,
+            previous_secret: record
+                .previous_secret
+                .map(|p| Box::new((p.hash, p.valid_until.unix_timestamp()))),
+            principal: PrincipalData::new(
+                record.owner.into(),
+                record.id,
+                record.name.into(),
+                scopes,
+                hierarchy.clone(),
+            ),
+            active: record.active,
+            window,
+            not_after,
+            interval: u32::try_from(secs(interval)).unwrap_or(u32::MAX),
+            loaded_epoch,
+            loaded_at: now,
+            last_used: AtomicI64::new(record.last_used.map_or(NONE_I64, |t| t.unix_timestamp())),
+            expires_at: AtomicI64::new(record.expires_at.map_or(i64::MAX, |t| t.unix_timestamp())),
+            written_at: AtomicI64::new(now),
+            dirty: AtomicBool::new(false),
+            listed: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn id(&self) -> &TokenId {
+        &self.id
+    }
+
+    /// The invalidation epoch the entry was loaded at.
+    #[inline]
+    pub(crate) fn loaded_epoch(&self) -> u64 {
+        self.loaded_epoch
+    }
+
+    /// When the entry was made (unix seconds).
+    #[inline]
+    pub(crate) fn loaded_at(&self) -> i64 {
+        self.loaded_at
+    }
+
+    /// Whether `hash` is the secret's, or the previous secret's while it is still
+    /// accepted at `now`. Constant time in the hashes.
+    #[inline]
+    pub(crate) fn secret_matches(&self, hash: &SecretHash, now: i64) -> bool {
+        self.secret_hash.ct_eq(hash)
+            | self
+                .previous_secret
+                .as_deref()
+                .is_some_and(|(old, until)| old.ct_eq(hash) && now < *until)
+    }
+
+    /// Whether the token is enabled.
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Whether the token has expired at `now` (as far as this replica knows).
+    #[inline]
+    pub(crate) fn is_expired_at(&self, now: i64) -> bool {
+        self.expires_at.load(Ordering::Acquire) <= now
+    }
+
+    #[inline]
+    pub(crate) fn is_sliding(&self) -> bool {
+        self.window > 0
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<OffsetDateTime> {
+        match self.expires_at.load(Ordering::Acquire) {
+            i64::MAX => None,
+            s => Some(clock::from_unix(s)),
+        }
+    }
+
+    /// Records a use at `now` in memory: `last_used`, and a sliding token's expiry.
+    #[inline]
+    pub(crate) fn note_use(&self, now: i64) {
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.fetch_max(now, Ordering::AcqRel);
+        }
+        if self.is_sliding() {
+            let new = crate::expiry::sliding_end(now, i64::from(self.window), self.not_after);
+            self.expires_at.fetch_max(new, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether a write-behind write is due at `now`; `true` to exactly one caller per
+    /// interval, which then writes.
+    #[inline]
+    pub(crate) fn claim_write(&self, now: i64) -> bool {
+        let written = self.written_at.load(Ordering::Acquire);
+        now.saturating_sub(written) >= i64::from(self.interval)
+            && self
+                .written_at
+                .compare_exchange(written, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Whether a use is not yet written to the store.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// What to write to the store for the uses so far, clearing the dirty mark (set it
+    /// again with [`WriteBehind::mark_dirty`](super::WriteBehind::mark_dirty) if the write
+    /// fails).
+    pub(crate) fn take_touch(&self) -> Touch {
+        self.dirty.store(false, Ordering::Release);
+        let last = self.last_used.load(Ordering::Acquire);
+        Touch {
+            last_used: clock::from_unix(if last == NONE_I64 { 0 } else { last }),
+            expires_at: self.is_sliding().then(|| self.expires_at()).flatten(),
+        }
+    }
+}
+
+impl Keyed for CachedToken {
+    #[inline]
+    fn key(&self) -> &TokenId {
+        &self.id
+    }
+}
