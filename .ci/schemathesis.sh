@@ -4,6 +4,10 @@
 # runner out). Installs schemathesis in a virtualenv. Exit status: schemathesis's.
 # One worker: every scenario acts for the same owner, so scenarios run side by side
 # would delete each other's tokens between a create and its check.
+# Every check but one: `ensure_resource_availability` reports a 404 for a created token
+# unless a DELETE removed it, but `POST /{id}/rotate {"new_id": true}` removes the old id
+# too (documented: the token is replaced), so a scenario that rotates a token it created
+# and then reads the old id is reported as a failure (ST302) when the API is right.
 #   SCHEMATHESIS_VENV   where the virtualenv lives (default /tmp/pat-schemathesis)
 #   SCHEMATHESIS_EXAMPLES, SCHEMATHESIS_SEED   examples per operation (100), seed (1)
 set -euo pipefail
@@ -26,5 +30,5 @@ token=$("$PAT_CLI" token create -u demo -n openapi -e 1h -q)
 curl -sf -H "Authorization: Bearer $token" "$base/personal-access-tokens/openapi.json" >"$dir/openapi.json"
 cd .ci
 SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/schemathesis" run "$dir/openapi.json" \
-  --url "$base" --checks all --workers 1 --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" \
+  --url "$base" --checks all --exclude-checks ensure_resource_availability --workers 1 --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" \
   --seed "${SCHEMATHESIS_SEED:-1}" --no-color
