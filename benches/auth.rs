@@ -183,9 +183,12 @@ fn cached(c: &mut Criterion) {
                         panic!("bad header")
                     };
                     black_box(
-                        auth.authenticate_basic(&username, password.expose())
-                            .await
-                            .unwrap(),
+                        auth.authenticate(tower_pat::Credential::basic(
+                            &username,
+                            password.expose(),
+                        ))
+                        .await
+                        .unwrap(),
                     );
                 }
             })

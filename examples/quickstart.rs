@@ -37,6 +37,8 @@ async fn run() -> Result<(), String> {
     let auth = Authenticator::builder(store)
         .with_attempt_limiter(limiter_from_env(20)?)
         .build();
+    // Follows other replicas' changes and writes uses behind, until `shutdown` below.
+    tokio::spawn(auth.background());
     let manager = Manager::new(auth.clone());
     // The demo token follows the default expiry policy, like every token: 30 days unless
     // PAT_DEMO_EXPIRE or PAT_DEMO_AUTO says otherwise, never more than 366.
@@ -83,7 +85,7 @@ async fn run() -> Result<(), String> {
     .with_graceful_shutdown(support::ctrl_c())
     .await
     .map_err(|e| format!("server failed: {e}"))?;
-    support::flush(&auth).await
+    support::shutdown(&auth).await
 }
 
 #[tokio::main]

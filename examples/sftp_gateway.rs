@@ -3,8 +3,9 @@
 //!
 //! `sftp -P 2222 demo@127.0.0.1` logs in with the token's owner as the username and the
 //! token as the password; public-key authentication is off. Password logins go through
-//! [`Authenticator::authenticate_basic_from`], so failed attempts count per client
-//! address and per address + username, as they do over HTTP. The served directory is
+//! [`Authenticator::authenticate`] with a Basic [`Credential`](tower_pat::Credential) and
+//! the client's address, so failed attempts count per client address and per address +
+//! username, as they do over HTTP. The served directory is
 //! one node: reading (open for reading, opendir/readdir, stat/lstat/fstat, realpath)
 //! needs `node:<id>:r`, writing (open for writing, write, mkdir, remove, rmdir, rename,
 //! setstat) needs `node:<id>:w`; a token with no scopes may do both. Paths cannot leave
@@ -135,11 +136,13 @@ impl russh::server::Handler for SshSession {
         let verdict = self
             .gateway
             .auth
-            .authenticate_basic_from(self.client, user, password)
+            .authenticate(
+                tower_pat::Credential::basic(user, password).with_client(Some(self.client)),
+            )
             .await;
         match verdict {
             Ok(principal) => {
-                tracing::info!(client = %self.client, user, token_id = %principal.token_id, "sftp login");
+                tracing::info!(client = %self.client, user, token_id = %principal.token_id(), "sftp login");
                 self.principal = Some(principal);
                 Ok(Auth::Accept)
             }
@@ -260,7 +263,7 @@ impl SftpSession {
         if self.principal.allows(&Scope::node(self.gateway.node, perm)) {
             Ok(())
         } else {
-            tracing::debug!(token_id = %self.principal.token_id, ?perm, "sftp operation refused: missing node scope");
+            tracing::debug!(token_id = %self.principal.token_id(), ?perm, "sftp operation refused: missing node scope");
             Err(StatusCode::PermissionDenied)
         }
     }
@@ -650,7 +653,7 @@ async fn run() -> Result<(), String> {
         }
         _ = support::ctrl_c() => {}
     }
-    support::flush(&auth).await
+    support::shutdown(&auth).await
 }
 
 #[tokio::main]

@@ -282,7 +282,7 @@ async fn run() -> Result<(), String> {
     serve(listener, app(auth.clone(), &root, node), support::ctrl_c())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
-    support::flush(&auth).await
+    support::shutdown(&auth).await
 }
 
 #[tokio::main]

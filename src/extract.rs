@@ -4,7 +4,7 @@
 //! use tower_pat::Principal;
 //!
 //! async fn whoami(principal: Principal) -> String {
-//!     principal.owner.to_string()
+//!     principal.owner().to_string()
 //! }
 //! ```
 //!

@@ -23,7 +23,7 @@
 //!     let app = Router::new()
 //!         .route("/repos", get(|| async { "repos" }))
 //!         .route_layer(RequireScopesLayer::new("repo:read".parse().unwrap()))
-//!         .route("/whoami", get(|p: Principal| async move { p.owner.to_string() }))
+//!         .route("/whoami", get(|p: Principal| async move { p.owner().to_string() }))
 //!         .layer(PatLayer::new(auth));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
@@ -82,11 +82,14 @@ pub mod scope;
 pub mod store;
 pub mod token;
 
-pub use authenticator::{Authenticator, AuthenticatorBuilder, CreatedToken, NewToken};
+pub use authenticator::{
+    Authenticator, AuthenticatorBuilder, Background, Check, CreatedToken, Credential, NewToken,
+    PendingCheck,
+};
 pub use error::{AuthError, InvalidReason};
 pub use expiry::Expiry;
 pub use layer::{PatLayer, PatService, RequireScopesLayer};
-pub use principal::{Principal, PrincipalData};
+pub use principal::Principal;
 pub use record::TokenRecord;
 pub use rejection::{Rejection, RejectionKind};
 pub use scope::{Scope, ScopeSet};

@@ -195,6 +195,29 @@ impl AttemptLimiter {
     }
 }
 
+impl AttemptLimiter {
+    /// Forgets the clients whose window has passed at `now` (run by the authenticator's
+    /// background task): with none left, checks take no lock. Returns how many went.
+    pub(crate) fn sweep(&self, now: i64) -> usize {
+        let Some(inner) = &self.inner else { return 0 };
+        if inner.tracked.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        let mut clients = inner.lock();
+        let before = clients.len();
+        let w = inner.window_secs;
+        clients.retain(|_, c| c.start.saturating_add(w) > now);
+        inner.tracked.store(clients.len(), Ordering::Release);
+        before - clients.len()
+    }
+
+    /// How often [`sweep`](Self::sweep) is worth running: once a window.
+    pub(crate) fn sweep_period(&self) -> Option<Duration> {
+        let inner = self.inner.as_ref()?;
+        Some(Duration::from_secs(inner.window_secs.max(1).unsigned_abs()))
+    }
+}
+
 /// Whom an attempt counts against: the client, and for password logins also the client
 /// and username together (so one user's success does not clear another's failures).
 #[derive(Debug, Clone, Copy)]
@@ -284,6 +307,27 @@ mod tests {
         l.success(carol);
         assert!(l.check(carol, 101).is_ok());
         assert_eq!(l.check(bob, 101), Err(Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn a_sweep_forgets_only_clients_whose_window_passed() {
+        let l = AttemptLimiter::new(3, Duration::from_secs(10));
+        for _ in 0..3 {
+            l.failure(client("10.0.0.1"), 100);
+        }
+        l.failure(client("10.0.0.2"), 105);
+        assert_eq!(l.sweep(109), 0, "both windows are open");
+        assert!(l.check(client("10.0.0.1"), 109).is_err());
+        assert_eq!(l.sweep(110), 1, "the first window closed at 110");
+        assert!(l.check(client("10.0.0.1"), 110).is_ok());
+        assert_eq!(l.sweep(115), 1);
+        let inner = l.inner.as_ref().unwrap();
+        assert_eq!(
+            inner.tracked.load(Ordering::Acquire),
+            0,
+            "checks are lock-free again"
+        );
+        assert_eq!(AttemptLimiter::disabled().sweep(0), 0);
     }
 
     #[test]

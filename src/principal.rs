@@ -4,39 +4,30 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::cache::CachedToken;
+use crate::cache::{CachedToken, PrincipalData};
 use crate::rejection::Challenge;
 use crate::scope::{Scope, ScopeHierarchy, ScopeSet};
-
-pub use crate::cache::PrincipalData;
+use crate::token::TokenId;
 
 /// The result of a successful authentication; the layer puts it in the request's
-/// extensions. Holds no secret. Cheap to clone (one reference count), and its fields are
-/// reached through [`PrincipalData`]: `principal.owner`, `principal.scopes`, ….
+/// extensions. Holds no secret. Cheap to clone (one reference count).
 #[derive(Clone)]
 pub struct Principal {
     /// The cached entry of the token (its [`PrincipalData`] and what validation needs).
     live: Arc<CachedToken>,
     /// When the token expires (after this use, for sliding tokens); `None` = never.
-    pub expires_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
     /// The challenge of the layer that accepted the token, for inner layers' refusals.
     challenge: Option<Challenge>,
-}
-
-impl std::ops::Deref for Principal {
-    type Target = PrincipalData;
-    fn deref(&self) -> &PrincipalData {
-        &self.live.principal
-    }
 }
 
 impl std::fmt::Debug for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Principal")
-            .field("owner", &self.owner)
-            .field("token_id", &self.token_id)
-            .field("token_name", &self.token_name)
-            .field("scopes", &self.scopes)
+            .field("owner", &self.owner())
+            .field("token_id", self.token_id())
+            .field("token_name", &self.token_name())
+            .field("scopes", self.scopes())
             .field("expires_at", &self.expires_at)
             .finish()
     }
@@ -49,6 +40,35 @@ impl Principal {
             expires_at,
             challenge: None,
         }
+    }
+
+    fn data(&self) -> &PrincipalData {
+        &self.live.principal
+    }
+
+    /// The user the token acts for.
+    pub fn owner(&self) -> &str {
+        &self.data().owner
+    }
+
+    /// The token's public id (safe to log).
+    pub fn token_id(&self) -> &TokenId {
+        &self.data().token_id
+    }
+
+    /// The token's name.
+    pub fn token_name(&self) -> &str {
+        &self.data().token_name
+    }
+
+    /// The token's scopes; empty = full access of the owner.
+    pub fn scopes(&self) -> &ScopeSet {
+        &self.data().scopes
+    }
+
+    /// When the token expires (after this use, for a sliding token); `None` = never.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.expires_at
     }
 
     pub(crate) fn with_challenge(mut self, challenge: Challenge) -> Self {
@@ -65,17 +85,17 @@ impl Principal {
 
     /// Whether the token grants `needed`.
     pub fn allows(&self, needed: &Scope) -> bool {
-        self.scopes.allows(needed, &self.hierarchy)
+        self.scopes().allows(needed, self.hierarchy())
     }
 
     /// The first scope of `needed` the token lacks, if any.
     pub fn missing<'a>(&self, needed: &'a ScopeSet) -> Option<&'a Scope> {
-        self.scopes.missing(needed, &self.hierarchy)
+        self.scopes().missing(needed, self.hierarchy())
     }
 
     /// The hierarchy the token's scopes are judged under.
     pub fn hierarchy(&self) -> &ScopeHierarchy {
-        &self.hierarchy
+        &self.data().hierarchy
     }
 }
 
@@ -83,9 +103,9 @@ impl serde::Serialize for Principal {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = s.serialize_struct("Principal", 4)?;
-        st.serialize_field("owner", &*self.owner)?;
-        st.serialize_field("token_id", &self.token_id)?;
-        st.serialize_field("scopes", &*self.scopes)?;
+        st.serialize_field("owner", self.owner())?;
+        st.serialize_field("token_id", self.token_id())?;
+        st.serialize_field("scopes", self.scopes())?;
         let exp = self.expires_at.and_then(|e| {
             e.format(&time::format_description::well_known::Rfc3339)
                 .ok()

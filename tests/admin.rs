@@ -98,7 +98,7 @@ async fn create_returns_the_token_once_with_no_store() {
         format!("/personal-access-tokens/{id}").as_str()
     );
     let p = e.auth.authenticate(token).await.unwrap();
-    assert_eq!(&*p.owner, "alice");
+    assert_eq!(p.owner(), "alice");
     // SailPoint's field names work too.
     let a = post(
         &e.app,
@@ -519,7 +519,7 @@ async fn patch_is_capped_and_owner_isolated() {
         .authenticate(&e.alice_read)
         .await
         .unwrap()
-        .token_id
+        .token_id()
         .to_string();
     let before = record(&e, &alice_read_id).await.unwrap();
     // A repo:read token cannot patch itself to `*`, nor to repo:write, nor to full access.

@@ -80,13 +80,13 @@ async fn create_quiet_token_is_accepted_by_an_authenticator_on_the_same_file() {
         .authenticate(&token)
         .await
         .unwrap();
-    assert_eq!(&*p.owner, "alice");
-    assert_eq!(p.scopes.to_string(), "repo:read");
-    assert!(p.expires_at.is_some());
+    assert_eq!(p.owner(), "alice");
+    assert_eq!(p.scopes().to_string(), "repo:read");
+    assert!(p.expires_at().is_some());
     // Basic with the owner's name works too (WebDAV/SFTP style).
     assert!(authenticator(&db.url)
         .await
-        .authenticate_basic("alice", &token)
+        .authenticate(tower_pat::Credential::basic("alice", &token))
         .await
         .is_ok());
 }
@@ -497,9 +497,10 @@ async fn revoke_on_postgres_reaches_a_running_authenticator_within_1s() {
     let auth = Authenticator::builder(store::open(&url).await.unwrap())
         .with_cache_ttl(Duration::from_secs(600))
         .build();
+    tokio::spawn(auth.background());
     assert!(auth.authenticate(&token).await.is_ok());
     assert!(auth.authenticate(&token).await.is_ok());
-    // The authenticator's LISTEN connection starts in the background: give it time to be
+    // The authenticator's LISTEN connection starts in its background task: give it time to be
     // listening before the revocation is sent (a message sent earlier is not delivered).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (url2, id) = (url.clone(), id_of(&token));

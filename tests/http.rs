@@ -485,7 +485,7 @@ async fn sliding_writes_are_write_behind_and_flushed() {
             f.clock.advance(Duration::from_secs(5)); // 50 s in all: inside one interval
         }
         let p = f.auth.authenticate(&t).await.unwrap();
-        assert_eq!(p.token_id, rec.id);
+        assert_eq!(*p.token_id(), rec.id);
     }
     tokio::task::yield_now().await;
     assert_eq!(f.store.touches.load(Ordering::SeqCst), 0);
@@ -676,7 +676,7 @@ async fn scope_layer_without_auth_layer_fails_closed() {
     );
     let app: axum::Router = axum::Router::new().route(
         "/",
-        axum::routing::get(|p: tower_pat::Principal| async move { p.owner.to_string() }),
+        axum::routing::get(|p: tower_pat::Principal| async move { p.owner().to_string() }),
     );
     assert_eq!(
         send(&app, "GET", "/", None).await.status,
@@ -688,15 +688,23 @@ async fn scope_layer_without_auth_layer_fails_closed() {
 async fn password_adapter_matches_the_layer() {
     let f = fixture();
     let (t, _) = f.token(&format!("node:{A}:r"), Expiry::Never).await;
-    let p = f.auth.authenticate_basic("alice", &t).await.unwrap();
+    let p = f
+        .auth
+        .authenticate(tower_pat::Credential::basic("alice", &t))
+        .await
+        .unwrap();
     assert!(p.allows(&format!("node:{A}:r").parse().unwrap()));
     assert!(!p.allows(&format!("node:{A}:w").parse().unwrap()));
     assert!(matches!(
-        f.auth.authenticate_basic("bob", &t).await,
+        f.auth
+            .authenticate(tower_pat::Credential::basic("bob", &t))
+            .await,
         Err(AuthError::Invalid(InvalidReason::WrongUser))
     ));
     assert!(matches!(
-        f.auth.authenticate_basic("alice", "").await,
+        f.auth
+            .authenticate(tower_pat::Credential::basic("alice", ""))
+            .await,
         Err(AuthError::Malformed(_))
     ));
     assert_no_secret(&[&t], &[format!("{p:?}")]);
@@ -789,8 +797,10 @@ async fn failed_attempts_are_limited_per_client() {
     );
     // The password adapter shares the same limiter.
     assert!(matches!(
-        auth.authenticate_basic_from([10, 0, 0, 1].into(), "alice", &good)
-            .await,
+        auth.authenticate(
+            tower_pat::Credential::basic("alice", &good).with_client(Some([10, 0, 0, 1].into()))
+        )
+        .await,
         Err(AuthError::TooManyAttempts { .. })
     ));
     clock.advance(Duration::from_secs(30));

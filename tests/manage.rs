@@ -364,7 +364,7 @@ async fn changes_invalidate_the_cache() {
     let id = t.view.id.to_string();
     // Cached now.
     let p = auth.authenticate(t.token.expose()).await.unwrap();
-    assert_eq!(p.scopes.to_string(), "repo:read");
+    assert_eq!(p.scopes().to_string(), "repo:read");
     m.patch(
         OP,
         &id,
@@ -375,8 +375,8 @@ async fn changes_invalidate_the_cache() {
     .await
     .unwrap();
     let p = auth.authenticate(t.token.expose()).await.unwrap();
-    assert_eq!(p.scopes.to_string(), "repo:write");
-    assert_eq!(&*p.token_name, "n");
+    assert_eq!(p.scopes().to_string(), "repo:write");
+    assert_eq!(p.token_name(), "n");
     m.patch(OP, &id, TokenPatch::new().active(false))
         .await
         .unwrap();

@@ -71,7 +71,10 @@ async fn refused_within(auth: &Authenticator, token: &str, limit: Duration) -> D
 
 fn replica(store: Arc<dyn TokenStore>) -> Authenticator {
     // Default cache TTL (30 s): only a change message can make it refuse within 1 s.
-    Authenticator::builder(store).build()
+    let auth = Authenticator::builder(store).build();
+    // The change follower runs in the background task, which the application spawns.
+    tokio::spawn(auth.background());
+    auth
 }
 
 #[cfg(feature = "postgres")]
@@ -126,6 +129,38 @@ async fn sqlite_processes_sharing_a_file() {
     revocation_reaches_the_other_replica(a, b).await;
 }
 
+/// Nothing starts behind the application's back: without its background task, an
+/// authenticator follows no changes, and serves a revoked token from its cache.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_background_task_a_replica_follows_no_changes() {
+    use tower_pat::store::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let url = store_env::sqlite_url(&dir);
+    let a = replica(Arc::new(SqliteStore::connect(&url).await.unwrap()));
+    let b = Authenticator::new(Arc::new(SqliteStore::connect(&url).await.unwrap()));
+    let created = a.create(NewToken::new("alice", "ci")).await.unwrap();
+    let token = created.token.expose().to_owned();
+    b.authenticate(&token).await.unwrap();
+    let mut record = created.record.clone();
+    record.active = false;
+    assert!(a.store().update(&record).await.unwrap().is_written());
+    a.invalidate(&record.id).await.unwrap();
+    // Three polls of the change table.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.authenticate(&token)
+        .await
+        .expect("no follower runs, so the cached token is still served");
+    // Its background task, once spawned, catches up from the changes it finds next.
+    tokio::spawn(b.background());
+    record.version += 1;
+    record.name = "renamed".into();
+    assert!(a.store().update(&record).await.unwrap().is_written());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.invalidate(&record.id).await.unwrap();
+    refused_within(&b, &token, Duration::from_secs(2)).await;
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_restart_keeps_tokens_and_revocations() {
@@ -151,8 +186,8 @@ async fn sqlite_restart_keeps_tokens_and_revocations() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let auth = replica(tower_pat::store::open(&url).await.unwrap());
     let p = auth.authenticate(kept.token.expose()).await.unwrap();
-    assert_eq!(&*p.owner, "alice");
-    assert_eq!(p.token_id, kept.record.id);
+    assert_eq!(p.owner(), "alice");
+    assert_eq!(*p.token_id(), kept.record.id);
     assert!(matches!(
         auth.authenticate(revoked.token.expose()).await,
         Err(AuthError::Invalid(InvalidReason::Disabled))

@@ -270,7 +270,7 @@ async fn a_two_hour_full_access_token_mints_a_one_hour_child_not_a_ten_day_one()
 
 /// The id of a token, by asking the API with it.
 async fn at_id(e: &Env, token: &str) -> String {
-    let id = e.auth.authenticate(token).await.unwrap().token_id;
+    let id = *e.auth.authenticate(token).await.unwrap().token_id();
     id.to_string()
 }
 

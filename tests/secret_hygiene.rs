@@ -234,11 +234,16 @@ async fn no_secret_in_logs_debug_or_bodies() {
     // The password adapter and the failed-attempt limiter.
     for _ in 0..25 {
         let _ = auth
-            .authenticate_basic_from([10, 0, 0, 1].into(), "alice", &wrong_secret)
+            .authenticate(
+                tower_pat::Credential::basic("alice", &wrong_secret)
+                    .with_client(Some([10, 0, 0, 1].into())),
+            )
             .await;
     }
     let limited = auth
-        .authenticate_basic_from([10, 0, 0, 1].into(), "alice", &valid)
+        .authenticate(
+            tower_pat::Credential::basic("alice", &valid).with_client(Some([10, 0, 0, 1].into())),
+        )
         .await;
     assert!(matches!(limited, Err(AuthError::TooManyAttempts { .. })));
 
@@ -247,7 +252,7 @@ async fn no_secret_in_logs_debug_or_bodies() {
         auth.authenticate(&truncated).await.unwrap_err(),
         auth.authenticate(&wrong_secret).await.unwrap_err(),
         auth.authenticate(&unknown).await.unwrap_err(),
-        auth.authenticate_basic("mallory", &valid)
+        auth.authenticate(tower_pat::Credential::basic("mallory", &valid))
             .await
             .unwrap_err(),
         limited.unwrap_err(),

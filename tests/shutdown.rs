@@ -84,11 +84,11 @@ async fn flush_writes_every_pending_use_and_slide() {
                 f.auth.authenticate(token).await.unwrap()
             } else {
                 f.auth
-                    .authenticate_basic(&format!("user{i}"), token)
+                    .authenticate(tower_pat::Credential::basic(&format!("user{i}"), token))
                     .await
                     .unwrap()
             };
-            cached.insert(*id, (f.clock.now(), p.expires_at));
+            cached.insert(*id, (f.clock.now(), p.expires_at()));
         }
     }
     tokio::task::yield_now().await;
@@ -129,7 +129,7 @@ async fn flush_after_a_failed_flush_writes_everything() {
     f.clock.advance(Duration::from_secs(5));
     for (id, token) in &tokens {
         let p = f.auth.authenticate(token).await.unwrap();
-        cached.insert(*id, (f.clock.now(), p.expires_at));
+        cached.insert(*id, (f.clock.now(), p.expires_at()));
     }
     f.store.fail.store(true, Ordering::SeqCst);
     assert!(f.auth.flush().await.is_err());

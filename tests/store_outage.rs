@@ -49,7 +49,7 @@ async fn assert_recovers(auth: &Authenticator, token: &str, limit: Duration) -> 
     loop {
         match auth.authenticate(token).await {
             Ok(p) => {
-                assert_eq!(&*p.owner, "alice");
+                assert_eq!(p.owner(), "alice");
                 return start.elapsed();
             }
             Err(AuthError::StoreUnavailable(_)) => {}

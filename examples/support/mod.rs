@@ -41,10 +41,10 @@ pub async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Writes the pending last-used and sliding-expiry updates, as every server should on
-/// its way out.
-pub async fn flush(auth: &Authenticator) -> Result<(), String> {
-    auth.flush()
+/// Stops the authenticator's background task and writes the pending last-used and
+/// sliding-expiry updates, as every server should on its way out.
+pub async fn shutdown(auth: &Authenticator) -> Result<(), String> {
+    auth.shutdown()
         .await
         .map(drop)
         .map_err(|e| format!("flush failed: {e}"))
@@ -87,6 +87,8 @@ pub async fn gateway(demo_name: &str) -> Result<Gateway, String> {
     let auth = Authenticator::builder(store)
         .with_attempt_limiter(limiter_from_env(5)?)
         .build();
+    // Follows other replicas' changes and writes uses behind, until `shutdown`.
+    tokio::spawn(auth.background());
     let scopes = env("PAT_DEMO_SCOPES");
     if scopes.is_some() || env("PAT_DEMO_TOKEN").is_some_and(|v| v.trim() == "1") {
         let scopes: ScopeSet = scopes

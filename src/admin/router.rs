@@ -270,7 +270,7 @@ async fn list_tokens(
         }
     }
     let me = match &actor {
-        Actor::Principal(p) => Some(p.owner.to_string()),
+        Actor::Principal(p) => Some(p.owner().to_string()),
         _ => None,
     };
     q.owner = match owner_id.as_deref() {

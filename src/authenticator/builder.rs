@@ -1,5 +1,5 @@
 //! [`AuthenticatorBuilder`]: the settings of an [`Authenticator`], each with its
-//! documented default, and the task that follows other replicas' changes.
+//! documented default.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
-use super::{Authenticator, Hasher, Inner};
-use crate::cache::{Epochs, HotTable, WriteBehind};
+use super::{Authenticator, Hasher, Inner, Tasks};
+use crate::cache::{Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::{Clock, SystemClock};
 use crate::limit::AttemptLimiter;
 use crate::scope::ScopeHierarchy;
@@ -101,17 +101,17 @@ impl AuthenticatorBuilder {
         self
     }
 
-    /// Failed-attempt limiting for [`Authenticator::authenticate_from`] and
-    /// [`Authenticator::authenticate_basic_from`] (and so the HTTP layer); default
+    /// Failed-attempt limiting for checks that name their client
+    /// ([`Credential::with_client`](crate::Credential::with_client), as the HTTP layer
+    /// does); default
     /// [`AttemptLimiter::default`] (20 failures per client per 60 s).
     pub fn with_attempt_limiter(mut self, limiter: AttemptLimiter) -> Self {
         self.limiter = limiter;
         self
     }
 
-    /// Builds the authenticator. When the store can tell about changes made by other
-    /// replicas, and a tokio runtime is running, a task follows them and drops changed
-    /// tokens from this cache.
+    /// Builds the authenticator. It starts nothing: spawn
+    /// [`Authenticator::background`] for the work outside requests.
     pub fn build(self) -> Authenticator {
         let inner = Arc::new(Inner {
             hot: HotTable::new(usize::try_from(self.capacity).unwrap_or(usize::MAX)),
@@ -135,34 +135,9 @@ impl AuthenticatorBuilder {
             store_timeout: self.store_timeout,
             refresh_interval: self.refresh_interval,
             limiter: self.limiter,
+            interner: ScopeInterner::default(),
+            tasks: Tasks::default(),
         });
-        if let (Some(mut rx), Ok(handle)) = (
-            inner.store.subscribe_changes(),
-            tokio::runtime::Handle::try_current(),
-        ) {
-            let weak = Arc::downgrade(&inner);
-            handle.spawn(async move {
-                use tokio::sync::broadcast::error::RecvError;
-                loop {
-                    let id = match rx.recv().await {
-                        Ok(id) => Some(id),
-                        Err(RecvError::Lagged(n)) => {
-                            tracing::warn!(
-                                missed = n,
-                                "missed token change messages; clearing the cache"
-                            );
-                            None
-                        }
-                        Err(RecvError::Closed) => return,
-                    };
-                    let Some(inner) = weak.upgrade() else { return };
-                    match id {
-                        Some(id) => inner.invalidate_local(&id).await,
-                        None => inner.invalidate_all_local(),
-                    }
-                }
-            });
-        }
         Authenticator { inner }
     }
 }

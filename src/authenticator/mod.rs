@@ -12,7 +12,7 @@
 //! let auth = Authenticator::builder(Arc::new(MemoryStore::new())).build();
 //! let created = auth.create(NewToken::new("alice", "laptop")).await.unwrap();
 //! let principal = auth.authenticate(created.token.expose()).await.unwrap();
-//! assert_eq!(&*principal.owner, "alice");
+//! assert_eq!(principal.owner(), "alice");
 //! # }
 //! ```
 //!
@@ -31,23 +31,24 @@
 //! [`Authenticator::invalidate`] wins against a read already in flight: an entry loaded
 //! before the invalidation is never served after it.
 
-// The decision and the cold path are here; `builder` holds the settings, `mint` token
-// creation, `attempt` the failed-attempt limiter's part. The cache's parts are in
-// `crate::cache`.
+// The decision and the cold path are here; `check` holds the check protocol, `builder`
+// the settings, `background` the work outside requests, `mint` token creation, `attempt`
+// the failed-attempt limiter's part. The cache's parts are in `crate::cache`.
 mod attempt;
+mod background;
 mod builder;
+mod check;
 mod mint;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
 
-use crate::cache::{CachedToken, Epochs, HotTable, WriteBehind};
+use crate::cache::{CachedToken, Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::Clock;
 use crate::error::{AuthError, InvalidReason};
 use crate::limit::AttemptLimiter;
@@ -56,9 +57,11 @@ use crate::record::TokenRecord;
 use crate::scope::ScopeHierarchy;
 use crate::store::{StoreError, TokenStore};
 use crate::token::{ParsedToken, SecretHash, TokenFormat, TokenId};
-use attempt::Attempt;
+use background::Tasks;
 
+pub use background::Background;
 pub use builder::AuthenticatorBuilder;
+pub use check::{Check, Credential, PendingCheck};
 pub use mint::{CreatedToken, NewToken};
 
 /// Ids are random, but a client picks the ids it sends: a seeded hash keeps bucket
@@ -93,6 +96,10 @@ struct Inner {
     store_timeout: Duration,
     refresh_interval: Option<Duration>,
     limiter: AttemptLimiter,
+    /// The scope sets this cache's tokens share.
+    interner: ScopeInterner,
+    /// What the background future shares.
+    tasks: Tasks,
 }
 
 impl fmt::Debug for Authenticator {
@@ -110,25 +117,6 @@ enum Decision {
     Refuse(InvalidReason),
     /// An expired sliding token: read the store once before refusing.
     Reload,
-}
-
-/// What [`Authenticator::check_cached_from`] found in memory.
-pub(crate) enum Cached {
-    /// The decision.
-    Decided(Result<Principal, AuthError>),
-    /// The token is well formed but the hot table cannot decide: ask
-    /// [`Authenticator::check_missed_from`] with what was worked out.
-    Missed(Missed),
-}
-
-/// A well-formed token the hot table could not decide: its id and its secret's hash (what
-/// the store keeps, not the secret), so the cache and store are asked without parsing and
-/// hashing again, and the time its attempt started (the limiter has already let it in).
-#[derive(Clone, Copy)]
-pub(crate) struct Missed {
-    id: TokenId,
-    hash: SecretHash,
-    now: i64,
 }
 
 enum Miss {
@@ -163,102 +151,9 @@ impl Authenticator {
         &self.inner.clock
     }
 
-    /// Checks a token from `Authorization: Bearer`.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.check_from(None, None, token).await
-    }
-
-    /// Checks a username and password (HTTP Basic, SFTP, WebDAV): the password is the
-    /// token and the username must be its owner. Same decision as
-    /// [`authenticate`](Self::authenticate) otherwise.
-    pub async fn authenticate_basic(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Principal, AuthError> {
-        self.check_from(None, Some(username), password).await
-    }
-
-    /// [`authenticate`](Self::authenticate) for a known client (its IP address): refused
-    /// with [`AuthError::TooManyAttempts`] and no store access while the client is locked
-    /// out by the [`AttemptLimiter`].
-    pub async fn authenticate_from(
-        &self,
-        client: IpAddr,
-        token: &str,
-    ) -> Result<Principal, AuthError> {
-        self.check_from(Some(client), None, token).await
-    }
-
-    /// [`authenticate_basic`](Self::authenticate_basic) for a known client: failures count
-    /// against the client and against the client + username pair.
-    pub async fn authenticate_basic_from(
-        &self,
-        client: IpAddr,
-        username: &str,
-        password: &str,
-    ) -> Result<Principal, AuthError> {
-        self.check_from(Some(client), Some(username), password)
-            .await
-    }
-
     /// Whether failed attempts are limited per client (else the client is not needed).
     pub(crate) fn limits_attempts(&self) -> bool {
         self.inner.limiter.is_enabled()
-    }
-
-    /// The decision of the `authenticate*` methods, if it can be made from memory alone:
-    /// no await, no allocation. [`Cached::Missed`]: ask
-    /// [`check_missed_from`](Self::check_missed_from).
-    pub(crate) fn check_cached_from(
-        &self,
-        client: Option<IpAddr>,
-        username: Option<&str>,
-        token: &str,
-    ) -> Cached {
-        let attempt = match self.inner.attempt(client, username) {
-            Ok(attempt) => attempt,
-            Err(locked) => return Cached::Decided(Err(locked)),
-        };
-        match self.inner.check_cached(token, username, attempt.now) {
-            Cached::Decided(result) => {
-                self.inner.count_attempt(attempt, &result);
-                Cached::Decided(result)
-            }
-            missed => missed,
-        }
-    }
-
-    /// The decision for a token [`check_cached_from`](Self::check_cached_from) found
-    /// well formed but could not decide, from the cache and the store: the rest of the
-    /// attempt that call started (same `client` and `username`), not a new one.
-    pub(crate) async fn check_missed_from(
-        &self,
-        client: Option<IpAddr>,
-        username: Option<&str>,
-        missed: Missed,
-    ) -> Result<Principal, AuthError> {
-        let attempt = Attempt::resumed(client, username, missed.now);
-        let result = self
-            .inner
-            .check_cold(&missed.id, &missed.hash, username, missed.now)
-            .await;
-        self.inner.count_attempt(attempt, &result);
-        result
-    }
-
-    /// Any `authenticate*` method: `client` (an IP address) turns on the attempt limiter,
-    /// `username` the Basic owner check.
-    pub(crate) async fn check_from(
-        &self,
-        client: Option<IpAddr>,
-        username: Option<&str>,
-        token: &str,
-    ) -> Result<Principal, AuthError> {
-        let attempt = self.inner.attempt(client, username)?;
-        let result = self.inner.check(token, username, attempt.now).await;
-        self.inner.count_attempt(attempt, &result);
-        result
     }
 
     /// Drops `id` from this cache, also winning against a store read already in flight,
@@ -324,41 +219,24 @@ impl Inner {
     }
 
     /// The whole decision when the token is in the hot table: no await, no allocation.
-    /// [`Cached::Missed`]: not decidable from memory (a miss, or an expired sliding token
-    /// that another replica may have slid); ask [`check_cold`](Self::check_cold).
+    /// `Err` with the token's id and secret hash: not decidable from memory (a miss, or an
+    /// expired sliding token that another replica may have slid); ask
+    /// [`check_cold`](Self::check_cold).
+    #[allow(clippy::type_complexity)]
     pub(crate) fn check_cached(
         self: &Arc<Self>,
         token: &str,
         username: Option<&str>,
         now: i64,
-    ) -> Cached {
+    ) -> Result<Result<Principal, AuthError>, (TokenId, SecretHash)> {
         let parsed = match self.parse(token) {
             Ok(parsed) => parsed,
-            Err(e) => return Cached::Decided(Err(e)),
+            Err(e) => return Ok(Err(e)),
         };
         let hash = parsed.secret_hash();
         match self.decide_cached(&parsed, &hash, username, now) {
-            Some(result) => Cached::Decided(result),
-            None => Cached::Missed(Missed {
-                id: parsed.id,
-                hash,
-                now,
-            }),
-        }
-    }
-
-    async fn check(
-        self: &Arc<Self>,
-        token: &str,
-        username: Option<&str>,
-        now: i64,
-    ) -> Result<Principal, AuthError> {
-        match self.check_cached(token, username, now) {
-            Cached::Decided(result) => result,
-            Cached::Missed(missed) => {
-                self.check_cold(&missed.id, &missed.hash, username, missed.now)
-                    .await
-            }
+            Some(result) => Ok(result),
+            None => Err((parsed.id, hash)),
         }
     }
 
@@ -541,6 +419,7 @@ impl Inner {
             self.clock.unix_now(),
             self.refresh_interval,
             &self.hierarchy,
+            &self.interner,
         )
     }
 
@@ -549,12 +428,7 @@ impl Inner {
         live.note_use(now);
         self.write_behind.mark_dirty(live);
         if live.claim_write(now) {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let (inner, live) = (self.clone(), live.clone());
-                handle.spawn(async move {
-                    let _ = inner.write_back(&live).await;
-                });
-            }
+            self.write_due(live);
         }
     }
 

@@ -65,7 +65,7 @@ async fn a_sliding_token_used_once_per_window_is_never_refused() {
         .unwrap();
     clock.set(clock::from_unix(start + 2));
     let p = auth.authenticate(capped.token.expose()).await.unwrap();
-    assert_eq!(p.expires_at, Some(clock::from_unix(start + 3)));
+    assert_eq!(p.expires_at(), Some(clock::from_unix(start + 3)));
     clock.set(clock::from_unix(start + 3));
     assert!(auth.authenticate(capped.token.expose()).await.is_err());
 }

@@ -403,10 +403,10 @@ async fn check(cli: &Cli, token: &str, offline: bool) -> Result<(), Fail> {
     match m.authenticator().authenticate(&token).await {
         Ok(p) => {
             let _ = writeln!(out, "status: valid");
-            let _ = writeln!(out, "owner: {}", p.owner);
-            let _ = writeln!(out, "name: {}", p.token_name);
-            let _ = writeln!(out, "scopes: {}", scopes_text(&p.scopes.iter().map(ToString::to_string).collect::<Vec<_>>()));
-            let _ = writeln!(out, "expires: {}", time_text(p.expires_at, "never"));
+            let _ = writeln!(out, "owner: {}", p.owner());
+            let _ = writeln!(out, "name: {}", p.token_name());
+            let _ = writeln!(out, "scopes: {}", scopes_text(&p.scopes().iter().map(ToString::to_string).collect::<Vec<_>>()));
+            let _ = writeln!(out, "expires: {}", time_text(p.expires_at(), "never"));
             Ok(())
         }
         Err(AuthError::StoreUnavailable(e)) => Err(store_fail(&e, &cli.store)),

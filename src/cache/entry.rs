@@ -1,5 +1,5 @@
-//! [`CachedToken`]: what the cache holds of one stored token, and the scope interner its
-//! entries share.
+//! [`CachedToken`]: what the cache holds of one stored token, and the scope interner an
+//! authenticator's entries share.
 //!
 //! Invariants:
 //! - Everything but the use state (`last_used`, `expires_at`, `written_at` and the
@@ -34,16 +34,11 @@ const NONE_I64: i64 = i64::MIN;
 /// What a [`Principal`](crate::Principal) says about its token, shared by every request
 /// made with it.
 #[derive(Debug)]
-#[non_exhaustive]
-pub struct PrincipalData {
-    /// The user the token acts for.
-    pub owner: Arc<str>,
-    /// The token's public id.
-    pub token_id: TokenId,
-    /// The token's name.
-    pub token_name: Arc<str>,
-    /// The token's scopes; empty = full access of the owner.
-    pub scopes: Arc<ScopeSet>,
+pub(crate) struct PrincipalData {
+    pub(crate) owner: Arc<str>,
+    pub(crate) token_id: TokenId,
+    pub(crate) token_name: Arc<str>,
+    pub(crate) scopes: Arc<ScopeSet>,
     pub(crate) hierarchy: Arc<ScopeHierarchy>,
 }
 
@@ -105,27 +100,33 @@ fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Most distinct scope sets shared between cached tokens.
+/// Most distinct scope sets shared between one authenticator's cached tokens.
 const MAX_INTERNED_SCOPE_SETS: usize = 4096;
 
-/// Tokens mostly hold one of a few scope sets: cached tokens share one copy of each.
-fn intern_scopes(scopes: ScopeSet) -> Arc<ScopeSet> {
-    static SETS: std::sync::OnceLock<Mutex<HashMap<ScopeSet, Arc<ScopeSet>>>> =
-        std::sync::OnceLock::new();
-    let sets = SETS.get_or_init(Default::default);
-    let mut sets = sets.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(shared) = sets.get(&scopes) {
-        return shared.clone();
+/// Tokens mostly hold one of a few scope sets: one authenticator's cached tokens share one
+/// copy of each. Per authenticator, so two in one process share nothing.
+#[derive(Default)]
+pub(crate) struct ScopeInterner {
+    sets: Mutex<HashMap<ScopeSet, Arc<ScopeSet>>>,
+}
+
+impl ScopeInterner {
+    /// The shared copy of `scopes`.
+    pub(crate) fn intern(&self, scopes: ScopeSet) -> Arc<ScopeSet> {
+        let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = sets.get(&scopes) {
+            return shared.clone();
+        }
+        let shared = Arc::new(scopes);
+        if sets.len() >= MAX_INTERNED_SCOPE_SETS {
+            // Drop the sets no cached token holds any more; if all are held, do not intern.
+            sets.retain(|_, v| Arc::strong_count(v) > 1);
+        }
+        if sets.len() < MAX_INTERNED_SCOPE_SETS {
+            sets.insert((*shared).clone(), shared.clone());
+        }
+        shared
     }
-    let shared = Arc::new(scopes);
-    if sets.len() >= MAX_INTERNED_SCOPE_SETS {
-        // Drop the sets no cached token holds any more; if all are held, do not intern.
-        sets.retain(|_, v| Arc::strong_count(v) > 1);
-    }
-    if sets.len() < MAX_INTERNED_SCOPE_SETS {
-        sets.insert((*shared).clone(), shared.clone());
-    }
-    shared
 }
 
 impl CachedToken {
@@ -137,6 +138,7 @@ impl CachedToken {
         now: i64,
         interval: Option<Duration>,
         hierarchy: &Arc<ScopeHierarchy>,
+        interner: &ScopeInterner,
     ) -> Self {
         let (window, not_after) = match record.expiry {
             Expiry::AutoRefresh { window, not_after } => (
@@ -149,7 +151,7 @@ impl CachedToken {
             0 => Duration::from_secs(60),
             w => Duration::from_secs(u64::from((w / 10).clamp(1, 60))),
         });
-        let scopes = intern_scopes(record.scopes);
+        let scopes = interner.intern(record.scopes);
         Self {
             id: record.id,
             secret_hash: record.secret_hash,

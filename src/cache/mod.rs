@@ -17,8 +17,8 @@ mod epochs;
 mod hot;
 mod write_behind;
 
-pub(crate) use entry::CachedToken;
-pub use entry::PrincipalData;
+pub(crate) use entry::PrincipalData;
+pub(crate) use entry::{CachedToken, ScopeInterner};
 pub(crate) use epochs::Epochs;
 pub(crate) use hot::HotTable;
 pub(crate) use write_behind::WriteBehind;

@@ -11,7 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ClientAddress;
-use crate::authenticator::{Authenticator, Cached, Missed};
+use crate::authenticator::{Authenticator, Check, Credential, PendingCheck};
 use crate::credentials::{
     decode_basic, decode_basic_in, parse_authorization_value, query_has_token, CredentialsError,
     ParseOptions, RawCredentials,
@@ -220,16 +220,11 @@ fn malformed(config: &Config, e: CredentialsError) -> Rejection {
     Rejection::from_credentials_error(e, config.challenge.clone())
 }
 
-/// What [`authorize_now`] made of a request.
+/// What [`authorize_now`] made of a request: the decision, or a pending check for a
+/// well-formed token the hot table cannot decide (the cache and store decide).
 enum Now {
-    /// The decision: a cached token, or a refusal.
     Decided(Result<Principal, Rejection>),
-    /// A well-formed token the hot table cannot decide: the cache and store decide, from
-    /// its id and hash and (Basic) the username.
-    Missed {
-        missed: Missed,
-        username: Option<String>,
-    },
+    Pending(PendingCheck),
 }
 
 /// The decision, if it can be made now, from memory: no await, and no allocation but for
@@ -240,15 +235,15 @@ fn authorize_now(
     header: Header<'_>,
     client: Option<IpAddr>,
 ) -> Now {
-    // The username (not secret) goes on with a miss; the password stays.
+    // A pending check keeps the username (not secret), never the password.
     let check_basic = |username: &str, password: &str| {
-        let cached = auth.check_cached_from(client, Some(username), password);
-        let username = matches!(cached, Cached::Missed(_)).then(|| username.to_owned());
-        (cached, username)
+        auth.check(Credential::basic(username, password).with_client(client))
     };
-    let (cached, username) = match raw_credentials(config, header) {
+    let check = match raw_credentials(config, header) {
         Err(rejection) => return Now::Decided(Err(rejection)),
-        Ok(RawCredentials::Bearer(token)) => (auth.check_cached_from(client, None, token), None),
+        Ok(RawCredentials::Bearer(token)) => {
+            auth.check(Credential::bearer(token).with_client(client))
+        }
         Ok(RawCredentials::Basic(encoded)) => {
             // Room for any usual `user:token`. Small, since it is zeroed before and after
             // use on every request.
@@ -267,15 +262,15 @@ fn authorize_now(
             std::hint::black_box(&buf);
             match outcome {
                 Err(e) => return Now::Decided(Err(malformed(config, e))),
-                Ok(cached) => cached,
+                Ok(check) => check,
             }
         }
     };
-    match cached {
-        Cached::Decided(result) => Now::Decided(
+    match check {
+        Check::Decided(result) => Now::Decided(
             result.map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone())),
         ),
-        Cached::Missed(missed) => Now::Missed { missed, username },
+        Check::Pending(pending) => Now::Pending(pending),
     }
 }
 
@@ -353,7 +348,7 @@ where
         };
         let decided = authorize_now(&shared.auth, &shared.config, header, client);
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
-        let (missed, username) = match decided {
+        let pending = match decided {
             Now::Decided(Ok(principal)) => {
                 let principal = principal.with_challenge(shared.config.challenge.clone());
                 req.extensions_mut().insert(principal);
@@ -362,7 +357,7 @@ where
             Now::Decided(Err(rejection)) => {
                 return ResponseFuture::ready(shared.on_rejection.on_rejection(rejection));
             }
-            Now::Missed { missed, username } => (missed, username),
+            Now::Pending(pending) => pending,
         };
         // A cache miss: read the store (and maybe wait) in a future of its own.
         // The clone is the one polled ready; keep the fresh one for the next call.
@@ -370,9 +365,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         ResponseFuture::boxed(Box::pin(async move {
-            let (auth, config) = (&shared.auth, &shared.config);
-            let verdict = auth
-                .check_missed_from(client, username.as_deref(), missed)
+            let config = &shared.config;
+            let verdict = pending
+                .finish()
                 .await
                 .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()));
             match verdict {

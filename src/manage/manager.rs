@@ -242,7 +242,7 @@ impl Manager {
             return Some(Right::Admin);
         };
         let m = &self.scopes;
-        let has = |s: &Scope| p.scopes.iter().any(|x| x == s);
+        let has = |s: &Scope| p.scopes().iter().any(|x| x == s);
         let wildcard = |x: &Scope| match x {
             Scope::All => true,
             Scope::AnyAction { resource } => m.write.resource() == Some(&**resource),
@@ -250,7 +250,7 @@ impl Manager {
         };
         if has(&m.admin) {
             Some(Right::Admin)
-        } else if p.scopes.is_full_access() || has(&m.write) || p.scopes.iter().any(wildcard) {
+        } else if p.scopes().is_full_access() || has(&m.write) || p.scopes().iter().any(wildcard) {
             Some(Right::Write)
         } else if has(&m.read) {
             Some(Right::Read)
@@ -281,7 +281,7 @@ impl Manager {
 
     fn owns(&self, actor: &Actor, owner: &str) -> bool {
         match actor {
-            Actor::Principal(p) if !self.is_admin(actor) => &*p.owner == owner,
+            Actor::Principal(p) if !self.is_admin(actor) => p.owner() == owner,
             _ => true,
         }
     }
@@ -301,7 +301,7 @@ impl Manager {
                 ));
             }
         }
-        if p.scopes.is_full_access() || p.scopes.iter().any(|s| *s == Scope::All) {
+        if p.scopes().is_full_access() || p.scopes().iter().any(|s| *s == Scope::All) {
             return Ok(());
         }
         if requested.is_full_access() {
@@ -325,7 +325,7 @@ impl Manager {
         let Actor::Principal(p) = actor else {
             return Ok(None);
         };
-        match self.io(self.auth.store().get(&p.token_id)).await? {
+        match self.io(self.auth.store().get(p.token_id())).await? {
             Some(r) => Ok(r.absolute_end()),
             // Revoked while the request ran: it may not act any more.
             None => Err(ManageError::forbidden(
@@ -405,7 +405,7 @@ impl Manager {
         self.require(actor, Right::Write)?;
         let owner = match (&req.owner, actor) {
             (Some(o), _) => o.clone(),
-            (None, Actor::Principal(p)) => p.owner.to_string(),
+            (None, Actor::Principal(p)) => p.owner().to_string(),
             (None, Actor::Operator) => {
                 return Err(ManageError::bad_input("owner", "the owner is required"))
             }
@@ -454,12 +454,12 @@ impl Manager {
         self.require(actor, Right::Read)?;
         if let Actor::Principal(p) = actor {
             if !self.is_admin(actor) {
-                if query.owner.as_deref().is_some_and(|o| o != &*p.owner) {
+                if query.owner.as_deref().is_some_and(|o| o != p.owner()) {
                     return Err(ManageError::InsufficientScope {
                         scope: self.scopes.admin.to_string(),
                     });
                 }
-                query.owner = Some(p.owner.to_string());
+                query.owner = Some(p.owner().to_string());
             }
         }
         let page = self.io(self.auth.store().list(&query)).await?;

@@ -124,16 +124,6 @@ pub(crate) fn foreign_change(instance: &str, payload: &str) -> Option<TokenId> {
     id.parse().ok()
 }
 
-/// Aborts a background task when the store that owns it is dropped.
-#[derive(Debug)]
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

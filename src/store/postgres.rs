@@ -1,14 +1,12 @@
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use tokio::sync::broadcast;
 
 use crate::record::TokenRecord;
-use crate::store::codec::{self, AbortOnDrop};
+use crate::store::codec;
 use crate::store::sql::{self, decode_row, Dialect};
-use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch, Update};
+use crate::store::{mask_url, ChangeFeed, ListQuery, Page, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 
 const D: Dialect = Dialect::Postgres;
@@ -25,13 +23,12 @@ const D: Dialect = Dialect::Postgres;
 /// # Revocations across replicas
 ///
 /// [`publish_change`](TokenStore::publish_change) sends `pg_notify` on the channel
-/// `pat_changes_<schema>` with `<instance id>:<token id>`. Once an
-/// [`Authenticator`](crate::Authenticator) subscribes, a task holds a
-/// [`PgListener`] on that channel and forwards other instances' token ids (its own are
-/// ignored), typically within milliseconds. When the connection drops, the listener
-/// reconnects (retrying every second); notifications sent while it was down are lost, so
-/// for that span the authenticator's cache TTL (30 s by default) bounds how long a
-/// revoked token may still be accepted.
+/// `pat_changes_<schema>` with `<instance id>:<token id>`.
+/// [`follow_changes`](TokenStore::follow_changes) (run by the authenticator's background
+/// task) holds a [`PgListener`] on that channel and forwards other instances' token ids
+/// (its own are ignored), typically within milliseconds. When the connection drops, it
+/// reconnects (retrying every second) and reports the gap as lost, so the authenticator
+/// drops its whole cache rather than miss a revocation sent meanwhile.
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -39,8 +36,6 @@ pub struct PostgresStore {
     schema: String,
     channel: String,
     instance: String,
-    tx: broadcast::Sender<TokenId>,
-    listener: Mutex<Option<AbortOnDrop>>,
 }
 
 fn query_failed(e: sqlx::Error) -> StoreError {
@@ -88,8 +83,6 @@ impl PostgresStore {
             schema: schema.to_owned(),
             channel: format!("pat_changes_{schema}"),
             instance: codec::instance_id(),
-            tx: broadcast::channel(1024).0,
-            listener: Mutex::new(None),
         };
         store.migrate().await?;
         Ok(store)
@@ -149,30 +142,15 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    fn start_listener(&self) {
-        let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let task = listen(
-            self.pool.clone(),
-            self.channel.clone(),
-            self.instance.clone(),
-            self.tx.clone(),
-        );
-        *slot = Some(AbortOnDrop(handle.spawn(task)));
-    }
 }
 
-/// Forwards other instances' notifications on `channel` to `tx`, reconnecting forever.
-async fn listen(pool: PgPool, channel: String, instance: String, tx: broadcast::Sender<TokenId>) {
+/// Forwards other instances' notifications on `channel` to `feed`, reconnecting, until
+/// the feed is closed.
+async fn listen(pool: &PgPool, channel: &str, instance: &str, feed: &ChangeFeed) {
     const RETRY: Duration = Duration::from_secs(1);
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+    let mut reconnected = false;
+    while !feed.is_closed() {
+        let mut listener = match PgListener::connect_with(pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot LISTEN for token changes; retrying");
@@ -180,22 +158,27 @@ async fn listen(pool: PgPool, channel: String, instance: String, tx: broadcast::
                 continue;
             }
         };
-        if let Err(e) = listener.listen(&channel).await {
+        if let Err(e) = listener.listen(channel).await {
             tracing::warn!(error = %e, "cannot LISTEN for token changes; retrying");
             tokio::time::sleep(RETRY).await;
             continue;
         }
-        loop {
+        // What was sent while no one listened is lost: also what was cached meanwhile.
+        if std::mem::replace(&mut reconnected, true) {
+            feed.lost();
+        }
+        while !feed.is_closed() {
             match listener.try_recv().await {
                 Ok(Some(n)) => {
-                    if let Some(id) = codec::foreign_change(&instance, n.payload()) {
-                        let _ = tx.send(id);
+                    if let Some(id) = codec::foreign_change(instance, n.payload()) {
+                        feed.changed(id);
                     }
                 }
                 Ok(None) => {
                     // The next `try_recv` reconnects and re-subscribes; what was sent in
-                    // between is lost (the cache TTL covers it).
+                    // between is lost.
                     tracing::warn!("lost the token change channel; reconnecting");
+                    feed.lost();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "token change channel failed; reconnecting");
@@ -256,9 +239,7 @@ impl TokenStore for PostgresStore {
         Ok(())
     }
 
-    fn subscribe_changes(&self) -> Option<broadcast::Receiver<TokenId>> {
-        let rx = self.tx.subscribe();
-        self.start_listener();
-        Some(rx)
+    async fn follow_changes(&self, feed: ChangeFeed) {
+        listen(&self.pool, &self.channel, &self.instance, &feed).await;
     }
 }

@@ -1,15 +1,16 @@
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
-use tokio::sync::broadcast;
 
 use crate::record::TokenRecord;
-use crate::store::codec::{self, AbortOnDrop, Flat};
-use crate::store::{mask_url, ListQuery, Page, SortField, StoreError, TokenStore, Touch, Update};
+use crate::store::codec::{self, Flat};
+use crate::store::{
+    mask_url, ChangeFeed, ListQuery, Page, SortField, StoreError, TokenStore, Touch, Update,
+};
 use crate::token::TokenId;
 
 /// Tokens in Redis, shared by many replicas.
@@ -46,20 +47,17 @@ use crate::token::TokenId;
 /// # Revocations across replicas
 ///
 /// [`publish_change`](TokenStore::publish_change) `PUBLISH`es `<instance id>:<token id>`
-/// on `<p>changes`. Once an [`Authenticator`](crate::Authenticator) subscribes, a task
-/// keeps a dedicated pub/sub connection and forwards other instances' ids (its own are
-/// ignored), typically within milliseconds; when that connection drops it reconnects
-/// every 500 ms. Messages published while it is down are lost, so for that span the
-/// authenticator's cache TTL (30 s by default) bounds how long a revoked token may still
-/// be accepted.
+/// on `<p>changes`. [`follow_changes`](TokenStore::follow_changes) (run by the
+/// authenticator's background task) keeps a dedicated pub/sub connection and forwards
+/// other instances' ids (its own are ignored), typically within milliseconds; when that
+/// connection drops it reconnects every 500 ms and reports the gap as lost, so the
+/// authenticator drops its whole cache rather than miss a revocation sent meanwhile.
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub struct RedisStore {
     conn: ConnectionManager,
     client: redis::Client,
     prefix: String,
     instance: String,
-    tx: broadcast::Sender<TokenId>,
-    subscriber: Mutex<Option<AbortOnDrop>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -397,8 +395,6 @@ impl RedisStore {
             client,
             prefix: prefix.to_owned(),
             instance: codec::instance_id(),
-            tx: broadcast::channel(1024).0,
-            subscriber: Mutex::new(None),
         })
     }
 
@@ -432,34 +428,14 @@ impl RedisStore {
             .map_err(failed)?;
         Ok(done == 1)
     }
-
-    fn start_subscriber(&self) {
-        let mut slot = self.subscriber.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let task = subscribe(
-            self.client.clone(),
-            self.channel(),
-            self.instance.clone(),
-            self.tx.clone(),
-        );
-        *slot = Some(AbortOnDrop(handle.spawn(task)));
-    }
 }
 
-/// Forwards other instances' messages on `channel` to `tx`, reconnecting forever.
-async fn subscribe(
-    client: redis::Client,
-    channel: String,
-    instance: String,
-    tx: broadcast::Sender<TokenId>,
-) {
+/// Forwards other instances' messages on `channel` to `feed`, reconnecting, until the
+/// feed is closed.
+async fn subscribe(client: &redis::Client, channel: &str, instance: &str, feed: &ChangeFeed) {
     const RETRY: Duration = Duration::from_millis(500);
-    loop {
+    let mut reconnected = false;
+    while !feed.is_closed() {
         let connected =
             tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub()).await;
         let mut pubsub = match connected {
@@ -474,20 +450,23 @@ async fn subscribe(
                 continue;
             }
         };
-        if let Err(e) = pubsub.subscribe(&channel).await {
+        if let Err(e) = pubsub.subscribe(channel).await {
             tracing::warn!(error = %e, "cannot subscribe to token changes; retrying");
             tokio::time::sleep(RETRY).await;
             continue;
         }
+        // What was published while no one listened is lost: also what was cached meanwhile.
+        if std::mem::replace(&mut reconnected, true) {
+            feed.lost();
+        }
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
             if let Ok(payload) = msg.get_payload::<String>() {
-                if let Some(id) = codec::foreign_change(&instance, &payload) {
-                    let _ = tx.send(id);
+                if let Some(id) = codec::foreign_change(instance, &payload) {
+                    feed.changed(id);
                 }
             }
         }
-        // What was published while we were away is lost (the cache TTL covers it).
         tracing::warn!("lost the token change channel; reconnecting");
         tokio::time::sleep(RETRY).await;
     }
@@ -652,9 +631,7 @@ impl TokenStore for RedisStore {
         Ok(())
     }
 
-    fn subscribe_changes(&self) -> Option<broadcast::Receiver<TokenId>> {
-        let rx = self.tx.subscribe();
-        self.start_subscriber();
-        Some(rx)
+    async fn follow_changes(&self, feed: ChangeFeed) {
+        subscribe(&self.client, &self.channel(), &self.instance, &feed).await;
     }
 }

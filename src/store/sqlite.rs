@@ -6,12 +6,11 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use tokio::sync::broadcast;
 
 use crate::record::TokenRecord;
-use crate::store::codec::{self, AbortOnDrop, Flat};
+use crate::store::codec::{self, Flat};
 use crate::store::sql::{self, decode_row, Dialect};
-use crate::store::{mask_url, ListQuery, Page, StoreError, TokenStore, Touch, Update};
+use crate::store::{mask_url, ChangeFeed, ListQuery, Page, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 
 const D: Dialect = Dialect::Sqlite;
@@ -38,9 +37,9 @@ const CHANGE_RETENTION_SECS: i64 = 600;
 /// # Revocations across processes
 ///
 /// [`publish_change`](TokenStore::publish_change) appends a row to a `pat_changes` table
-/// (an autoincrement revision, the token id and this store's instance id). Once an
-/// [`Authenticator`](crate::Authenticator) subscribes, a task reads rows newer than the last
-/// revision it saw every [`POLL_INTERVAL`](Self::POLL_INTERVAL) (one indexed query), so another process's
+/// (an autoincrement revision, the token id and this store's instance id).
+/// [`follow_changes`](TokenStore::follow_changes) (run by the authenticator's background
+/// task) reads rows newer than the last revision it saw every [`POLL_INTERVAL`](Self::POLL_INTERVAL) (one indexed query), so another process's
 /// cache drops a revoked token within about 0.5 s (at most `POLL_INTERVAL` plus one
 /// query). Rows older than 10 minutes are pruned.
 ///
@@ -67,8 +66,6 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Changes {
     instance: String,
-    tx: broadcast::Sender<TokenId>,
-    poller: Mutex<Option<AbortOnDrop>>,
 }
 
 /// Point reads on the calling thread: idle connections, opened on demand, at most
@@ -163,8 +160,6 @@ impl SqliteStore {
             pool,
             changes: (!memory).then(|| Changes {
                 instance: codec::instance_id(),
-                tx: broadcast::channel(1024).0,
-                poller: Mutex::new(None),
             }),
         };
         store.migrate().await?;
@@ -214,34 +209,19 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-
-    fn start_poller(&self, changes: &Changes) {
-        let mut slot = changes.poller.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (pool, tx, instance) = (
-            self.pool.clone(),
-            changes.tx.clone(),
-            changes.instance.clone(),
-        );
-        *slot = Some(AbortOnDrop(handle.spawn(poll_changes(pool, tx, instance))));
-    }
 }
 
-/// Follows `pat_changes`, sending other processes' token ids to `tx`.
-async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance: String) {
+/// Follows `pat_changes`, sending other processes' token ids to `feed`, until the feed is
+/// closed.
+async fn poll_changes(pool: &SqlitePool, feed: &ChangeFeed, instance: &str) {
     let mut last: Option<i64> = None;
     let mut tick = tokio::time::interval(SqliteStore::POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    while !feed.is_closed() {
         tick.tick().await;
         let Some(from) = last else {
             match sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(rev) FROM pat_changes")
-                .fetch_one(&pool)
+                .fetch_one(pool)
                 .await
             {
                 Ok(rev) => last = Some(rev.unwrap_or(0)),
@@ -253,7 +233,7 @@ async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance
             "SELECT rev, token_id, instance FROM pat_changes WHERE rev > ?1 ORDER BY rev LIMIT 1000",
         )
         .bind(from)
-        .fetch_all(&pool)
+        .fetch_all(pool)
         .await;
         match rows {
             Ok(rows) => {
@@ -261,8 +241,7 @@ async fn poll_changes(pool: SqlitePool, tx: broadcast::Sender<TokenId>, instance
                     last = Some(rev);
                     if from_instance != instance {
                         if let Ok(id) = id.parse() {
-                            // No receiver left is fine: nobody caches.
-                            let _ = tx.send(id);
+                            feed.changed(id);
                         }
                     }
                 }
@@ -340,11 +319,10 @@ impl TokenStore for SqliteStore {
         tx.commit().await.map_err(query_failed)
     }
 
-    fn subscribe_changes(&self) -> Option<broadcast::Receiver<TokenId>> {
-        let changes = self.changes.as_ref()?;
-        let rx = changes.tx.subscribe();
-        self.start_poller(changes);
-        Some(rx)
+    async fn follow_changes(&self, feed: ChangeFeed) {
+        if let Some(changes) = &self.changes {
+            poll_changes(&self.pool, &feed, &changes.instance).await;
+        }
     }
 }
 

@@ -1,0 +1,214 @@
+//! The check protocol: a [`Credential`] in, a [`Check`] out — the decision at once when
+//! memory holds it, or a [`PendingCheck`] that owns everything the rest needs.
+//!
+//! Invariants:
+//! - A check is one attempt for the failed-attempt limiter: it is let in (or locked out)
+//!   once, when it starts, and its result is counted once, when it is decided, by
+//!   [`Authenticator::check`] or by [`PendingCheck::finish`].
+//! - A [`PendingCheck`] holds the token's id and the SHA-256 of its secret (what the store
+//!   keeps), never the secret, so it may be moved, kept and dropped freely.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::attempt::Attempt;
+use super::{Authenticator, Inner};
+use crate::error::AuthError;
+use crate::principal::Principal;
+use crate::token::{SecretHash, TokenId};
+
+/// A credential to check: a token (Bearer) or a username and a token as its password
+/// (Basic, SFTP, WebDAV), and optionally the client's address, which turns on the
+/// failed-attempt limiter ([`crate::limit`]) for the check.
+///
+/// A `&str` is a Bearer token: `auth.authenticate(token)` works as it reads.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tower_pat::Credential;
+///
+/// let client: IpAddr = [192, 0, 2, 7].into();
+/// let bearer = Credential::bearer("pat_…").with_client(Some(client));
+/// let basic = Credential::basic("alice", "pat_…");
+/// # let _ = (bearer, basic);
+/// ```
+#[derive(Clone, Copy)]
+pub struct Credential<'a> {
+    pub(super) token: &'a str,
+    pub(super) username: Option<&'a str>,
+    pub(super) client: Option<IpAddr>,
+}
+
+impl<'a> Credential<'a> {
+    /// A token as sent by `Authorization: Bearer`.
+    pub fn bearer(token: &'a str) -> Self {
+        Self {
+            token,
+            username: None,
+            client: None,
+        }
+    }
+
+    /// A username and password (HTTP Basic, SFTP, WebDAV): the password is the token and
+    /// the username must be its owner.
+    pub fn basic(username: &'a str, password: &'a str) -> Self {
+        Self {
+            token: password,
+            username: Some(username),
+            client: None,
+        }
+    }
+
+    /// From this client (its IP address): failures count against it, and a locked-out
+    /// client is refused with [`AuthError::TooManyAttempts`] without a store read.
+    #[must_use]
+    pub fn with_client(mut self, client: Option<IpAddr>) -> Self {
+        self.client = client;
+        self
+    }
+}
+
+impl<'a> From<&'a str> for Credential<'a> {
+    /// A Bearer token.
+    fn from(token: &'a str) -> Self {
+        Self::bearer(token)
+    }
+}
+
+impl<'a> From<&'a String> for Credential<'a> {
+    /// A Bearer token.
+    fn from(token: &'a String) -> Self {
+        Self::bearer(token)
+    }
+}
+
+impl fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("token", &"****")
+            .field("username", &self.username)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+/// What [`Authenticator::check`] made of a credential.
+#[must_use = "a pending check decides nothing until it is finished"]
+#[derive(Debug)]
+pub enum Check {
+    /// Decided from memory: a cached token, a malformed one, or a locked-out client.
+    Decided(Result<Principal, AuthError>),
+    /// A well-formed token that only the cache and the store can decide.
+    Pending(PendingCheck),
+}
+
+impl Check {
+    /// The decision, finishing a pending check.
+    pub async fn finish(self) -> Result<Principal, AuthError> {
+        match self {
+            Check::Decided(result) => result,
+            Check::Pending(pending) => pending.finish().await,
+        }
+    }
+}
+
+/// A check [`Authenticator::check`] started but could not decide from memory. It owns
+/// what the rest needs (the token's id and secret hash, the time the check started, the
+/// client and the Basic username), so it can be moved into a future of its own.
+#[must_use = "a pending check decides nothing until it is finished"]
+pub struct PendingCheck {
+    pub(super) inner: Arc<Inner>,
+    pub(super) id: TokenId,
+    pub(super) hash: SecretHash,
+    pub(super) now: i64,
+    pub(super) client: Option<IpAddr>,
+    pub(super) username: Option<Box<str>>,
+}
+
+impl fmt::Debug for PendingCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCheck")
+            .field("token_id", &self.id)
+            .field("username", &self.username)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingCheck {
+    /// The id of the token being checked (public: safe to log).
+    pub fn token_id(&self) -> &TokenId {
+        &self.id
+    }
+
+    /// Decides from the cache and the store, and counts the result for the client.
+    pub async fn finish(self) -> Result<Principal, AuthError> {
+        let username = self.username.as_deref();
+        let attempt = Attempt::resumed(self.client, username, self.now);
+        let result = self
+            .inner
+            .check_cold(&self.id, &self.hash, username, self.now)
+            .await;
+        self.inner.count_attempt(attempt, &result);
+        result
+    }
+}
+
+impl Authenticator {
+    /// Starts checking a credential: the decision at once when it can be made from
+    /// memory (no await, no allocation), otherwise a [`PendingCheck`] to
+    /// [`finish`](PendingCheck::finish). The HTTP layer calls this, so a cached token costs
+    /// no future of its own; [`authenticate`](Self::authenticate) does both steps.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use tower_pat::{Authenticator, Check, Credential, MemoryStore, NewToken};
+    ///
+    /// let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+    /// let token = auth.create(NewToken::new("alice", "ci")).await.unwrap().token;
+    /// let credential = Credential::basic("alice", token.expose());
+    /// // Not cached yet: the store decides.
+    /// let Check::Pending(pending) = auth.check(credential) else { unreachable!() };
+    /// assert_eq!(pending.finish().await.unwrap().owner(), "alice");
+    /// // Cached now: decided at once.
+    /// assert!(matches!(auth.check(credential), Check::Decided(Ok(_))));
+    /// # }
+    /// ```
+    pub fn check(&self, credential: Credential<'_>) -> Check {
+        let Credential {
+            token,
+            username,
+            client,
+        } = credential;
+        let attempt = match self.inner.attempt(client, username) {
+            Ok(attempt) => attempt,
+            Err(locked) => return Check::Decided(Err(locked)),
+        };
+        match self.inner.check_cached(token, username, attempt.now) {
+            Ok(result) => {
+                self.inner.count_attempt(attempt, &result);
+                Check::Decided(result)
+            }
+            Err((id, hash)) => Check::Pending(PendingCheck {
+                inner: self.inner.clone(),
+                id,
+                hash,
+                now: attempt.now,
+                client,
+                username: username.map(Box::from),
+            }),
+        }
+    }
+
+    /// Checks a credential: a token (`&str`, as `Authorization: Bearer` sends it) or a
+    /// [`Credential`] (Basic, a client address). [`check`](Self::check) followed by
+    /// [`Check::finish`].
+    pub async fn authenticate<'a>(
+        &self,
+        credential: impl Into<Credential<'a>>,
+    ) -> Result<Principal, AuthError> {
+        self.check(credential.into()).finish().await
+    }
+}
