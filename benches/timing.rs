@@ -44,6 +44,9 @@ fn class(b: u8) -> u8 {
     }
 }
 
+/// Characters in a token's secret part (`pat_<id>_<secret><checksum>`, DESIGN.md).
+const SECRET_LEN: usize = 22;
+
 /// Two wrong tokens, changed at `left_pos` and at the secret's last character, whose
 /// bytes fall in the same character classes everywhere (checksums included). They then
 /// differ only in *where* they stop matching the real secret, which is what a timing
@@ -51,7 +54,7 @@ fn class(b: u8) -> u8 {
 /// `None` for some tokens (when the changed characters are digits, few candidates have
 /// checksums of the same classes): the caller mints another.
 fn pair(token: &str, left_pos: usize) -> Option<(String, String)> {
-    let last = tower_pat::token::SECRET_LEN - 1;
+    let last = SECRET_LEN - 1;
     let classes = |t: &str| t.bytes().map(class).collect::<Vec<u8>>();
     for &a in BASE62 {
         for &b in BASE62 {
@@ -78,7 +81,7 @@ fn early_vs_late_mismatch(runner: &mut CtRunner, rng: &mut BenchRng) {
 /// The control (an A/A test): both classes send the same late-mismatch secret, from two
 /// separate strings. A large |t| here is noise of the machine, not a leak.
 fn control_same_secret(runner: &mut CtRunner, rng: &mut BenchRng) {
-    let late = tower_pat::token::SECRET_LEN - 1;
+    let late = SECRET_LEN - 1;
     compare(runner, rng, late);
 }
 

@@ -208,7 +208,7 @@ async fn run(a: Args) -> Result<(), String> {
         "pat-bearer" | "pat-basic" | "pat-uncached" => {
             let mut builder = Authenticator::builder(Arc::new(MemoryStore::new()))
                 .with_capacity(2 * a.tokens as u64)
-                .with_attempt_limiter(tower_pat::limit::AttemptLimiter::disabled());
+                .with_attempt_limiter(tower_pat::AttemptLimiter::disabled());
             if a.mode == "pat-uncached" {
                 builder = builder.with_cache_ttl(Duration::from_nanos(1));
             }

@@ -76,7 +76,10 @@ async fn run() -> Result<(), String> {
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    eprintln!("listening on http://{bound} (store {store_url})");
+    eprintln!(
+        "listening on http://{bound} (store {})",
+        tower_pat::store::mask_url(&store_url)
+    );
     // With each connection's address, which the failed-attempt limiter counts by.
     axum::serve(
         listener,

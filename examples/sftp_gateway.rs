@@ -47,7 +47,7 @@ use russh_sftp::protocol::{
 };
 use support::env;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tower_pat::scope::NodePerm;
+use tower_pat::NodePerm;
 use tower_pat::{Authenticator, Principal, Scope};
 use uuid::Uuid;
 

@@ -1,15 +1,5 @@
 //! Time: the [`Clock`] the authenticator reads, and a [`ManualClock`] for tests.
-//!
-//! All timestamps in tower-pat are whole seconds (UTC), so every store keeps them alike.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_pat::clock::{Clock, ManualClock};
-//!
-//! let clock = ManualClock::new(time::macros::datetime!(2026-01-01 0:00 UTC));
-//! clock.advance(Duration::from_secs(90));
-//! assert_eq!(clock.now(), time::macros::datetime!(2026-01-01 0:01:30 UTC));
-//! ```
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,6 +9,17 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// A source of the current time, in whole seconds.
+///
+/// All timestamps in tower-pat are whole seconds (UTC), so every store keeps them alike.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_pat::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new(time::macros::datetime!(2026-01-01 0:00 UTC));
+/// clock.advance(Duration::from_secs(90));
+/// assert_eq!(clock.now(), time::macros::datetime!(2026-01-01 0:01:30 UTC));
+/// ```
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Now, truncated to the second.
     fn now(&self) -> OffsetDateTime;

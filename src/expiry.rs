@@ -1,13 +1,5 @@
 //! Expiry models (hard limit, sliding auto-refresh, never) and duration strings like `20d`.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_pat::expiry::parse_duration;
-//!
-//! assert_eq!(parse_duration("20d").unwrap(), Duration::from_secs(20 * 86_400));
-//! assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-//! assert!(parse_duration("20 days").is_err());
-//! ```
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 use std::time::Duration;
 
@@ -16,6 +8,15 @@ use time::OffsetDateTime;
 use crate::clock;
 
 /// How a token expires.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_pat::parse_duration;
+///
+/// assert_eq!(parse_duration("20d").unwrap(), Duration::from_secs(20 * 86_400));
+/// assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+/// assert!(parse_duration("20 days").is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]

@@ -1,14 +1,4 @@
 //! The axum extractor for [`Principal`] (feature `axum`).
-//!
-//! ```
-//! use tower_pat::Principal;
-//!
-//! async fn whoami(principal: Principal) -> String {
-//!     principal.owner().to_string()
-//! }
-//! ```
-//!
-//! Without [`crate::PatLayer`] in front, extraction fails with a 500 that says so.
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;

@@ -14,6 +14,8 @@
 //! #[tokio::main]
 //! async fn main() {
 //!     let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+//!     // Follows other replicas' changes and writes uses behind (see `background`).
+//!     tokio::spawn(auth.background());
 //!     let created = auth
 //!         .create(NewToken::new("demo", "readme").with_scopes("repo:write".parse().unwrap()))
 //!         .await
@@ -24,27 +26,50 @@
 //!         .route("/repos", get(|| async { "repos" }))
 //!         .route_layer(RequireScopesLayer::new("repo:read".parse().unwrap()))
 //!         .route("/whoami", get(|p: Principal| async move { p.owner().to_string() }))
-//!         .layer(PatLayer::new(auth));
+//!         .layer(PatLayer::new(auth.clone()));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
 //!     // With the client's address: the failed-attempt limiter counts by it.
 //!     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.unwrap() })
 //!         .await
 //!         .unwrap();
+//!     auth.shutdown().await.unwrap(); // writes what is pending
 //! }
 //! ```
 //!
 //! # Parts, in the order a request meets them
 //!
-//! - [`credentials`]: the `Authorization` header (Bearer, Basic).
-//! - [`token`]: the token format, checked with no I/O.
-//! - [`authenticator`]: the one decision point, with its cache.
-//! - [`store`]: where tokens are kept.
-//! - [`scope`], [`layer`]: what a token may do, and the layers that enforce it.
-//! - [`rejection`]: how refusals are answered.
-//! - [`limit`]: failed-attempt limiting (429), shared by the layer and the password adapter.
-//! - [`manage`]: the token lifecycle (create, list, patch, rotate, delete) with rights;
-//!   `admin` (feature `admin`) is its REST router, the `pat` binary (feature `cli`) its CLI.
+//! The modules follow the data flow of a request; most are private, and what users need
+//! of them is re-exported here.
+//!
+//! 1. **Credentials** (`credentials`, public for transports other than the layer): the
+//!    `Authorization` header, Bearer or Basic ([`credentials::parse_authorization`]).
+//! 2. **Token format** (`token`): [`TokenFormat`], [`TokenId`], [`Secret`], [`SecretHash`],
+//!    checked with no I/O.
+//! 3. **The decision** (`authenticator`): [`Authenticator`] with its
+//!    [`AuthenticatorBuilder`], the check protocol ([`Credential`] → [`Check`] or
+//!    [`PendingCheck`]), and its [`Background`] work; failed-attempt limiting
+//!    ([`AttemptLimiter`], `limit`); [`AuthError`].
+//! 4. **Cache** (`cache`, private): the cached token, the hot table, invalidation epochs,
+//!    the write-behind queue.
+//! 5. **Store** ([`store`]): [`TokenStore`], [`TokenRecord`], [`MemoryStore`], the SQLite,
+//!    PostgreSQL and Redis stores, [`store::open`].
+//! 6. **Scopes and expiry** (`scope`, `expiry`): [`Scope`], [`ScopeSet`],
+//!    [`ScopeHierarchy`], [`Expiry`].
+//! 7. **Principal** (`principal`): [`Principal`], who a valid token acts for, and the
+//!    layers that enforce scopes ([`layer`]: [`PatLayer`], [`RequireScopesLayer`]) and
+//!    answer refusals ([`Rejection`]).
+//!
+//! Then the lifecycle: [`manage`] (create, list, patch, rotate, delete, with rights), its
+//! REST router `admin` (feature `admin`) and the `pat` CLI (feature `cli`).
+//!
+//! # Stable API
+//!
+//! The items re-exported at the crate root and the public modules [`store`], [`manage`],
+//! [`layer`], [`credentials`] and `admin` are the API; everything else is private. Until
+//! 1.0, a breaking change to them is listed in the CHANGELOG section of the README. Enum
+//! and struct types marked `#[non_exhaustive]` may grow.
 //!
 //! # Feature flags
 //!
@@ -60,38 +85,48 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(feature = "prefetch"), forbid(unsafe_code))]
 
+// The request's path, in order.
+mod authenticator;
+mod cache;
+mod clock;
+pub mod credentials;
+mod error;
+mod expiry;
+#[cfg(feature = "axum")]
+mod extract;
+pub mod layer;
+mod limit;
+mod principal;
+mod record;
+mod rejection;
+mod scope;
+pub mod store;
+mod token;
+// The lifecycle.
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
-pub mod authenticator;
-mod cache;
-pub mod clock;
-pub mod credentials;
-pub mod error;
-pub mod expiry;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
-pub mod layer;
-pub mod limit;
 pub mod manage;
-pub mod principal;
-pub mod record;
-pub mod rejection;
-pub mod scope;
-pub mod store;
-pub mod token;
 
+// The decision.
 pub use authenticator::{
     Authenticator, AuthenticatorBuilder, Background, Check, CreatedToken, Credential, NewToken,
     PendingCheck,
 };
 pub use error::{AuthError, InvalidReason};
-pub use expiry::Expiry;
-pub use layer::{PatLayer, PatService, RequireScopesLayer};
-pub use principal::Principal;
-pub use record::TokenRecord;
-pub use rejection::{Rejection, RejectionKind};
-pub use scope::{Scope, ScopeSet};
+pub use limit::AttemptLimiter;
+// Tokens and scopes.
+pub use expiry::{parse_duration, DurationError, Expiry};
+pub use scope::{NodePerm, Scope, ScopeError, ScopeHierarchy, ScopeSet};
+pub use token::{
+    MintedToken, ParsedToken, Secret, SecretHash, TokenFormat, TokenFormatError, TokenId,
+};
+// Stores.
+pub use record::{PreviousSecret, TokenRecord};
 pub use store::{MemoryStore, TokenStore};
-pub use token::{Secret, TokenFormat, TokenId};
+// The layer.
+pub use layer::{ClientAddress, PatLayer, PatService, RequireScopesLayer};
+pub use principal::Principal;
+pub use rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, RejectionKind};
+// Time, for tests and simulations.
+pub use clock::{Clock, ManualClock, SystemClock};

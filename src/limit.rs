@@ -1,39 +1,5 @@
 //! Failed-attempt limiting, shared by the HTTP layer and the password adapter.
-//!
-//! After `max_failures` failed attempts from one client within `window`, further attempts
-//! from that client are refused with [`AuthError::TooManyAttempts`](crate::AuthError)
-//! (429 with `Retry-After` over HTTP) without touching the store, until the window that
-//! began with its first failure has passed. Clients are keyed by IP address
-//! ([`std::net::IpAddr`]; an IPv4-mapped IPv6 address counts as its IPv4 address);
-//! password logins count against the IP and against the IP + username pair. Other
-//! clients are unaffected, and a success clears the client's count.
-//!
-//! Defaults: 20 failures per 60 s, on, at most 100,000 clients tracked. The HTTP layer
-//! needs each request's client address: serve with
-//! `into_make_service_with_connect_info::<SocketAddr>()`, or, behind a reverse proxy,
-//! take it from the proxy's header with
-//! [`PatLayer::with_client_address`](crate::PatLayer::with_client_address) (otherwise
-//! every client has the proxy's address), or switch the limiter off with
-//! [`AttemptLimiter::disabled`]. A request with no address is not limited, and the layer
-//! logs one warning saying so.
-//!
-//! # A bounded table
-//!
-//! The table never holds more than [`with_max_clients`](AttemptLimiter::with_max_clients)
-//! entries. When it is full, expired entries go first; then the entries with the fewest
-//! failures, oldest first, so a client that is locked out is the last to be forgotten:
-//! an attacker who rotates source addresses fills the table with entries of one failure
-//! each and does not unlock anybody. Only when the whole table is locked-out clients
-//! does the oldest lockout go.
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_pat::limit::AttemptLimiter;
-//!
-//! let limiter = AttemptLimiter::new(5, Duration::from_secs(60)).with_max_clients(10_000);
-//! let off = AttemptLimiter::disabled();
-//! # let _ = (limiter, off);
-//! ```
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -52,6 +18,41 @@ const MIN_TRACKED: usize = 16;
 type Hasher = foldhash::quality::RandomState;
 
 /// Counts failed attempts per client. Cheap to clone; clones share the counts.
+///
+/// After `max_failures` failed attempts from one client within `window`, further attempts
+/// from that client are refused with [`AuthError::TooManyAttempts`](crate::AuthError)
+/// (429 with `Retry-After` over HTTP) without touching the store, until the window that
+/// began with its first failure has passed. Clients are keyed by IP address
+/// ([`std::net::IpAddr`]; an IPv4-mapped IPv6 address counts as its IPv4 address);
+/// password logins count against the IP and against the IP + username pair. Other
+/// clients are unaffected, and a success clears the client's count.
+///
+/// Defaults: 20 failures per 60 s, on, at most 100,000 clients tracked. The HTTP layer
+/// needs each request's client address: serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or, behind a reverse proxy,
+/// take it from the proxy's header with
+/// [`PatLayer::with_client_address`](crate::PatLayer::with_client_address) (otherwise
+/// every client has the proxy's address), or switch the limiter off with
+/// [`AttemptLimiter::disabled`]. A request with no address is not limited, and the layer
+/// logs one warning saying so.
+///
+/// # A bounded table
+///
+/// The table never holds more than [`with_max_clients`](AttemptLimiter::with_max_clients)
+/// entries. When it is full, expired entries go first; then the entries with the fewest
+/// failures, oldest first, so a client that is locked out is the last to be forgotten:
+/// an attacker who rotates source addresses fills the table with entries of one failure
+/// each and does not unlock anybody. Only when the whole table is locked-out clients
+/// does the oldest lockout go.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_pat::AttemptLimiter;
+///
+/// let limiter = AttemptLimiter::new(5, Duration::from_secs(60)).with_max_clients(10_000);
+/// let off = AttemptLimiter::disabled();
+/// # let _ = (limiter, off);
+/// ```
 #[derive(Debug, Clone)]
 pub struct AttemptLimiter {
     inner: Option<Arc<Inner>>,
@@ -113,7 +114,7 @@ impl AttemptLimiter {
     }
 
     /// Tracks at most `max` keys (clients, and client + username pairs) at once; default
-    /// 100,000, at least 16. See [the module docs](self) for what is forgotten first when
+    /// 100,000, at least 16. See [`AttemptLimiter`] for what is forgotten first when
     /// the table is full. Set it before the limiter is shared: a limiter already
     /// cloned keeps its own table and bound, and this returns a new one.
     pub fn with_max_clients(self, max: usize) -> Self {

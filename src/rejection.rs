@@ -1,13 +1,5 @@
 //! How a refused request is answered: [`Rejection`], mapped to a response in one place.
-//!
-//! | case | status | `WWW-Authenticate` / header |
-//! |---|---|---|
-//! | no credentials | 401 | `Bearer realm="…"` (and `Basic realm="…"` where Basic is on) |
-//! | malformed header, two headers | 400 | `error="invalid_request"` |
-//! | unknown, wrong, expired, disabled token | 401 | `error="invalid_token"`, one body for all |
-//! | valid token, missing scope | 403 | `error="insufficient_scope", scope="…"` |
-//! | too many failed attempts | 429 | `Retry-After` |
-//! | store unavailable | 503 | `Retry-After` |
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -143,6 +135,15 @@ pub enum RejectionKind {
 }
 
 /// A refused request: its kind and the challenge to answer with.
+///
+/// | case | status | `WWW-Authenticate` / header |
+/// |---|---|---|
+/// | no credentials | 401 | `Bearer realm="…"` (and `Basic realm="…"` where Basic is on) |
+/// | malformed header, two headers | 400 | `error="invalid_request"` |
+/// | unknown, wrong, expired, disabled token | 401 | `error="invalid_token"`, one body for all |
+/// | valid token, missing scope | 403 | `error="insufficient_scope", scope="…"` |
+/// | too many failed attempts | 429 | `Retry-After` |
+/// | store unavailable | 503 | `Retry-After` |
 #[derive(Clone)]
 pub struct Rejection {
     kind: RejectionKind,
@@ -166,7 +167,7 @@ impl fmt::Display for Rejection {
 impl std::error::Error for Rejection {}
 
 /// Default `Retry-After` for a failed store.
-pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const STORE_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Rejection {
     /// A rejection answered with `challenge`.

@@ -1,24 +1,5 @@
 //! Scopes: what a token may do, and when one scope implies another.
-//!
-//! One grammar covers the three families seen in the products we match:
-//!
-//! - `resource:action` (and a plain `action`), with an ordered hierarchy per resource
-//!   ([`ScopeHierarchy`]): by default `repo:admin ⊃ repo:write ⊃ repo:read ⊃ repo:public_read`
-//!   (Docker Hub) and `write ⊃ read` (AWX);
-//! - `node:<uuid>:<r|w|rw>` (Pydio Cells): `rw` grants `r` and `w`, on that node only;
-//! - wildcards: `*` (everything) and `<resource>:*` (every action on a resource).
-//!
-//! An empty [`ScopeSet`] means the token may do everything its owner may do.
-//!
-//! ```
-//! use tower_pat::scope::{Scope, ScopeHierarchy, ScopeSet};
-//!
-//! let h = ScopeHierarchy::default();
-//! let have: ScopeSet = "repo:write node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:r".parse().unwrap();
-//! assert!(have.allows(&"repo:read".parse().unwrap(), &h));
-//! assert!(!have.allows(&"repo:admin".parse().unwrap(), &h));
-//! assert!("Repo:Write".parse::<Scope>().is_err());
-//! ```
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,7 +8,7 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 /// Longest scope string accepted.
-pub const MAX_SCOPE_LEN: usize = 128;
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
 
 /// Read and/or write permission on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -259,6 +240,26 @@ impl<'de> serde::Deserialize<'de> for Scope {
 /// The scopes a token holds, or a request needs. Empty = full access of the owner.
 ///
 /// Parses from a list separated by spaces or commas; `Display` joins with a space.
+///
+/// One grammar covers the three families seen in the products we match:
+///
+/// - `resource:action` (and a plain `action`), with an ordered hierarchy per resource
+///   ([`ScopeHierarchy`]): by default `repo:admin ⊃ repo:write ⊃ repo:read ⊃ repo:public_read`
+///   (Docker Hub) and `write ⊃ read` (AWX);
+/// - `node:<uuid>:<r|w|rw>` (Pydio Cells): `rw` grants `r` and `w`, on that node only;
+/// - wildcards: `*` (everything) and `<resource>:*` (every action on a resource).
+///
+/// An empty [`ScopeSet`] means the token may do everything its owner may do.
+///
+/// ```
+/// use tower_pat::{Scope, ScopeHierarchy, ScopeSet};
+///
+/// let h = ScopeHierarchy::default();
+/// let have: ScopeSet = "repo:write node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:r".parse().unwrap();
+/// assert!(have.allows(&"repo:read".parse().unwrap(), &h));
+/// assert!(!have.allows(&"repo:admin".parse().unwrap(), &h));
+/// assert!("Repo:Write".parse::<Scope>().is_err());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ScopeSet(Vec<Scope>);

@@ -1,21 +1,5 @@
 //! The token string: `<prefix>_<id>_<secret><checksum>`, its parts, and how it is minted and parsed.
-//!
-//! The format follows GitHub's: a fixed, configurable prefix so secret scanners can find
-//! leaked tokens, a public id that is safe to log, a secret of at least 128 bits from the
-//! OS CSPRNG, and a CRC32 checksum so a mistyped or truncated token is rejected without
-//! any store access.
-//!
-//! ```
-//! use tower_pat::token::TokenFormat;
-//!
-//! let format = TokenFormat::default();
-//! let minted = format.mint();
-//! let parsed = format.parse(minted.token.expose()).unwrap();
-//! assert_eq!(parsed.id, minted.id);
-//! assert!(format.parse("pat_not_a_token").is_err());
-//! // Debug never shows the secret.
-//! assert!(!format!("{minted:?}").contains(&minted.token.expose()[25..]));
-//! ```
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,13 +10,13 @@ use subtle::ConstantTimeEq;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Length of a token id in base62 characters (about 95 bits).
-pub const ID_LEN: usize = 16;
+pub(crate) const ID_LEN: usize = 16;
 /// Length of the secret in base62 characters (about 131 bits).
-pub const SECRET_LEN: usize = 22;
+pub(crate) const SECRET_LEN: usize = 22;
 /// Length of the CRC32 checksum in base62 characters.
-pub const CHECKSUM_LEN: usize = 6;
+pub(crate) const CHECKSUM_LEN: usize = 6;
 /// Longest prefix accepted by [`TokenFormat::with_prefix`].
-pub const MAX_PREFIX_LEN: usize = 16;
+pub(crate) const MAX_PREFIX_LEN: usize = 16;
 
 /// The public identifier of a token: 16 base62 characters, safe to log and show.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,16 +133,18 @@ impl From<String> for Secret {
 }
 
 /// The redacted form of a token: prefix and id (public), the secret as `****`.
-pub fn redact(token: &str) -> String {
+pub(crate) fn redact(token: &str) -> String {
     match token.rsplit_once('_') {
         Some((head, _)) if head.contains('_') && head.is_ascii() => format!("{head}_****"),
         _ => "****".to_owned(),
     }
 }
 
-/// SHA-256 of a token's secret part: all that a store ever keeps.
+/// SHA-256 of a token's secret part: all that a store ever keeps. Opaque: a store keeps
+/// it as [`to_hex`](Self::to_hex) and reads it back with [`from_hex`](Self::from_hex);
+/// `Debug` prints no digits.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct SecretHash(pub [u8; 32]);
+pub struct SecretHash([u8; 32]);
 
 impl SecretHash {
     /// Hashes a secret.
@@ -167,7 +153,7 @@ impl SecretHash {
     }
 
     /// Constant-time comparison.
-    pub fn ct_eq(&self, other: &SecretHash) -> bool {
+    pub(crate) fn ct_eq(&self, other: &SecretHash) -> bool {
         // Four word comparisons instead of 32 byte ones; constant time all the same.
         let word = |h: &[u8; 32], i: usize| {
             let mut w = [0u8; 8];
@@ -275,6 +261,23 @@ impl fmt::Debug for ParsedToken<'_> {
 }
 
 /// How tokens look: the prefix. Mints and parses tokens.
+///
+/// The format follows GitHub's: a fixed, configurable prefix so secret scanners can find
+/// leaked tokens, a public id that is safe to log, a secret of at least 128 bits from the
+/// OS CSPRNG, and a CRC32 checksum so a mistyped or truncated token is rejected without
+/// any store access.
+///
+/// ```
+/// use tower_pat::TokenFormat;
+///
+/// let format = TokenFormat::default();
+/// let minted = format.mint();
+/// let parsed = format.parse(minted.token.expose()).unwrap();
+/// assert_eq!(parsed.id, minted.id);
+/// assert!(format.parse("pat_not_a_token").is_err());
+/// // Debug never shows the secret.
+/// assert!(!format!("{minted:?}").contains(&minted.token.expose()[25..]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenFormat {
     prefix: String,

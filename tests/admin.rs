@@ -8,8 +8,8 @@ use axum::Router;
 use http::StatusCode;
 use serde_json::{json, Value};
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
-use tower_pat::record::TokenRecord;
 use tower_pat::store::TokenStore;
+use tower_pat::TokenRecord;
 use tower_pat::{admin, Authenticator, PatLayer, TokenId};
 
 mod common;

@@ -10,8 +10,8 @@ use axum::body::Body;
 use base64::Engine;
 use common::*;
 use http::{Request, StatusCode};
-use tower_pat::clock::{Clock, ManualClock};
 use tower_pat::{Authenticator, Expiry, NewToken, ScopeSet, TokenFormat, TokenStore};
+use tower_pat::{Clock, ManualClock};
 
 const A: &str = "0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11";
 const B: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
-use tower_pat::clock::ManualClock;
-use tower_pat::token::TokenFormat;
+use tower_pat::ManualClock;
+use tower_pat::TokenFormat;
 use tower_pat::{Authenticator, Expiry, NewToken, TokenStore};
 
 const REQUESTS: usize = 200;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tower_pat::limit::AttemptLimiter;
+use tower_pat::AttemptLimiter;
 use tower_pat::{Authenticator, Expiry, MemoryStore, NewToken, ScopeSet};
 use uuid::Uuid;
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use std::collections::HashMap;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tower_pat::limit::AttemptLimiter;
+use tower_pat::AttemptLimiter;
 use tower_pat::{Authenticator, MemoryStore, NewToken, ScopeSet};
 use uuid::Uuid;
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
-use tower_pat::clock::{Clock, ManualClock};
 use tower_pat::layer::ClientAddress;
 use tower_pat::{AuthError, Authenticator, Expiry, InvalidReason, NewToken, PatLayer, TokenStore};
+use tower_pat::{Clock, ManualClock};
 
 const A: &str = "0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11";
 const B: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
@@ -714,10 +714,7 @@ async fn password_adapter_matches_the_layer() {
 async fn behind_a_trusted_proxy_failed_attempts_count_per_forwarded_client() {
     let store = Arc::new(TestStore::default());
     let auth = Authenticator::builder(store.clone())
-        .with_attempt_limiter(tower_pat::limit::AttemptLimiter::new(
-            3,
-            Duration::from_secs(30),
-        ))
+        .with_attempt_limiter(tower_pat::AttemptLimiter::new(3, Duration::from_secs(30)))
         .build();
     let layer = PatLayer::new(auth.clone()).with_client_address(ClientAddress::x_forwarded_for(1));
     let app = app_with(layer);
@@ -759,10 +756,7 @@ async fn failed_attempts_are_limited_per_client() {
     let clock = ManualClock::starting_now();
     let auth = Authenticator::builder(store.clone())
         .with_clock(clock.clone())
-        .with_attempt_limiter(tower_pat::limit::AttemptLimiter::new(
-            3,
-            Duration::from_secs(30),
-        ))
+        .with_attempt_limiter(tower_pat::AttemptLimiter::new(3, Duration::from_secs(30)))
         .build();
     let app = app(auth.clone());
     let good = auth.create(NewToken::new("alice", "t")).await.unwrap();

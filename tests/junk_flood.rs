@@ -15,7 +15,7 @@ async fn junk_flood_is_bounded() {
     let auth = Authenticator::builder(store.clone())
         .with_negative_capacity(5_000)
         .with_capacity(1_000)
-        .with_attempt_limiter(tower_pat::limit::AttemptLimiter::disabled())
+        .with_attempt_limiter(tower_pat::AttemptLimiter::disabled())
         .build();
     let format = TokenFormat::default();
     let ids = 200_000u64;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::macros::datetime;
-use tower_pat::clock::ManualClock;
-use tower_pat::manage::filter::{apply_filter, parse_order};
+use tower_pat::manage::{apply_filter, parse_order};
 use tower_pat::manage::{
     Actor, CreateTokenRequest, ExpiryPolicy, ManageError, Manager, RotateRequest, TokenPatch,
 };
 use tower_pat::store::{ListQuery, SortField, StoreError};
+use tower_pat::ManualClock;
 use tower_pat::{Authenticator, MemoryStore, Scope};
 
 fn setup() -> (Manager, Authenticator, ManualClock) {

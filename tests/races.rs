@@ -13,9 +13,9 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 use tower::ServiceExt;
-use tower_pat::clock::ManualClock;
-use tower_pat::record::TokenRecord;
-use tower_pat::token::TokenFormat;
+use tower_pat::ManualClock;
+use tower_pat::TokenFormat;
+use tower_pat::TokenRecord;
 use tower_pat::{AuthError, Authenticator, Expiry, InvalidReason, NewToken, TokenStore};
 
 const TRIALS: usize = 10_000;

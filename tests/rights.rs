@@ -13,11 +13,11 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use time::macros::datetime;
 use time::OffsetDateTime;
-use tower_pat::clock::ManualClock;
 use tower_pat::manage::{
     Actor, CreateTokenRequest, ManageError, Manager, RotateRequest, TokenPatch,
 };
 use tower_pat::store::TokenStore;
+use tower_pat::ManualClock;
 use tower_pat::{admin, Authenticator, PatLayer, TokenId};
 
 mod common;

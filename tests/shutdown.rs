@@ -12,8 +12,8 @@ use std::time::Duration;
 use common::*;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_pat::clock::{Clock, ManualClock};
 use tower_pat::{Authenticator, Expiry, NewToken, TokenId, TokenStore};
+use tower_pat::{Clock, ManualClock};
 
 const TOKENS: usize = 300;
 

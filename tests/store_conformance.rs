@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use time::macros::datetime;
 use time::OffsetDateTime;
-use tower_pat::expiry::Expiry;
-use tower_pat::record::{PreviousSecret, TokenRecord};
 use tower_pat::store::{ListQuery, Order, SortField, StoreError, TokenStore, Touch, Update};
-use tower_pat::token::SecretHash;
+use tower_pat::Expiry;
+use tower_pat::SecretHash;
+use tower_pat::{PreviousSecret, TokenRecord};
 use tower_pat::{ScopeSet, TokenId};
 
 const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);

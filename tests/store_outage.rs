@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tower_pat::rejection::{Challenge, Rejection};
 use tower_pat::store::TokenStore;
 use tower_pat::{AuthError, Authenticator, NewToken};
+use tower_pat::{Challenge, Rejection};
 
 const CACHE_TTL: Duration = Duration::from_millis(200);
 

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tower_pat::expiry::parse_duration;
-use tower_pat::limit::AttemptLimiter;
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
+use tower_pat::parse_duration;
+use tower_pat::AttemptLimiter;
 use tower_pat::{Authenticator, ScopeSet};
 use uuid::Uuid;
 

@@ -2,9 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_pat::manage::json_patch::{apply, parse};
+use tower_pat::manage::{apply_patch as apply, parse_patch as parse};
 use tower_pat::manage::TokenView;
-use tower_pat::token::SecretHash;
+use tower_pat::SecretHash;
 use tower_pat::{Expiry, TokenId, TokenRecord};
 
 fuzz_target!(|data: &[u8]| {

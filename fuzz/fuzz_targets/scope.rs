@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_pat::scope::{Scope, ScopeHierarchy, ScopeSet};
+use tower_pat::{Scope, ScopeHierarchy, ScopeSet};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -20,7 +20,7 @@ use crate::token::{SecretHash, TokenId};
 
 /// A credential to check: a token (Bearer) or a username and a token as its password
 /// (Basic, SFTP, WebDAV), and optionally the client's address, which turns on the
-/// failed-attempt limiter ([`crate::limit`]) for the check.
+/// failed-attempt limiter ([`AttemptLimiter`](crate::AttemptLimiter)) for the check.
 ///
 /// A `&str` is a Bearer token: `auth.authenticate(token)` works as it reads.
 ///
@@ -80,6 +80,17 @@ impl<'a> From<&'a String> for Credential<'a> {
     /// A Bearer token.
     fn from(token: &'a String) -> Self {
         Self::bearer(token)
+    }
+}
+
+impl<'a> From<&'a crate::credentials::Credentials<'_>> for Credential<'a> {
+    /// What [`parse_authorization`](crate::credentials::parse_authorization) read.
+    fn from(credentials: &'a crate::credentials::Credentials<'_>) -> Self {
+        use crate::credentials::Credentials;
+        match credentials {
+            Credentials::Bearer(token) => Self::bearer(token),
+            Credentials::Basic { username, password } => Self::basic(username, password.expose()),
+        }
     }
 }
 

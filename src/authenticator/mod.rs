@@ -1,35 +1,5 @@
 //! The one decision point: a token string (and, for Basic, a username) in, a
-//! [`Principal`] or an [`AuthError`] out, with a moka cache in front of the store.
-//!
-//! The HTTP layer, the axum extractor, the password adapter for SFTP/WebDAV gateways and
-//! the CLI all call [`Authenticator`]; none of them decides anything on its own.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! use std::sync::Arc;
-//! use tower_pat::{Authenticator, MemoryStore, NewToken};
-//!
-//! let auth = Authenticator::builder(Arc::new(MemoryStore::new())).build();
-//! let created = auth.create(NewToken::new("alice", "laptop")).await.unwrap();
-//! let principal = auth.authenticate(created.token.expose()).await.unwrap();
-//! assert_eq!(principal.owner(), "alice");
-//! # }
-//! ```
-//!
-//! # Cache
-//!
-//! | setting | default | meaning |
-//! |---|---|---|
-//! | [`with_cache_ttl`](AuthenticatorBuilder::with_cache_ttl) | 30 s | how long a found token is served from memory; the worst-case staleness of a revocation that reaches this replica by no other way |
-//! | [`with_negative_ttl`](AuthenticatorBuilder::with_negative_ttl) | 10 s | how long an unknown id is remembered |
-//! | [`with_capacity`](AuthenticatorBuilder::with_capacity) | 100,000 | found tokens kept |
-//! | [`with_negative_capacity`](AuthenticatorBuilder::with_negative_capacity) | 10,000 | unknown ids kept (separate, so a flood of random ids cannot evict real tokens) |
-//! | [`with_store_timeout`](AuthenticatorBuilder::with_store_timeout) | 5 s | a store read slower than this is a store failure (503) |
-//! | [`with_refresh_interval`](AuthenticatorBuilder::with_refresh_interval) | `min(window/10, 60 s)` for sliding tokens, 60 s otherwise | at most one `last_used`/expiry write per token per interval |
-//!
-//! Store errors are never cached. Concurrent misses for one id make one store read.
-//! [`Authenticator::invalidate`] wins against a read already in flight: an entry loaded
-//! before the invalidation is never served after it.
+//! (Its longer documentation is on the public item, where rustdoc shows it.)
 
 // The decision and the cold path are here; `check` holds the check protocol, `builder`
 // the settings, `background` the work outside requests, `mint` token creation, `attempt`
@@ -69,6 +39,37 @@ pub use mint::{CreatedToken, NewToken};
 type Hasher = foldhash::fast::RandomState;
 
 /// Checks tokens. Cheap to clone: clones share the cache and the store.
+///
+///
+/// The HTTP layer, the axum extractor, the password adapter for SFTP/WebDAV gateways and
+/// the CLI all call [`Authenticator`]; none of them decides anything on its own.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::sync::Arc;
+/// use tower_pat::{Authenticator, MemoryStore, NewToken};
+///
+/// let auth = Authenticator::builder(Arc::new(MemoryStore::new())).build();
+/// let created = auth.create(NewToken::new("alice", "laptop")).await.unwrap();
+/// let principal = auth.authenticate(created.token.expose()).await.unwrap();
+/// assert_eq!(principal.owner(), "alice");
+/// # }
+/// ```
+///
+/// # Cache
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | [`with_cache_ttl`](AuthenticatorBuilder::with_cache_ttl) | 30 s | how long a found token is served from memory; the worst-case staleness of a revocation that reaches this replica by no other way |
+/// | [`with_negative_ttl`](AuthenticatorBuilder::with_negative_ttl) | 10 s | how long an unknown id is remembered |
+/// | [`with_capacity`](AuthenticatorBuilder::with_capacity) | 100,000 | found tokens kept |
+/// | [`with_negative_capacity`](AuthenticatorBuilder::with_negative_capacity) | 10,000 | unknown ids kept (separate, so a flood of random ids cannot evict real tokens) |
+/// | [`with_store_timeout`](AuthenticatorBuilder::with_store_timeout) | 5 s | a store read slower than this is a store failure (503) |
+/// | [`with_refresh_interval`](AuthenticatorBuilder::with_refresh_interval) | `min(window/10, 60 s)` for sliding tokens, 60 s otherwise | at most one `last_used`/expiry write per token per interval |
+///
+/// Store errors are never cached. Concurrent misses for one id make one store read.
+/// [`Authenticator::invalidate`] wins against a read already in flight: an entry loaded
+/// before the invalidation is never served after it.
 #[derive(Clone)]
 pub struct Authenticator {
     inner: Arc<Inner>,

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tower_pat::expiry::parse_duration;
-use tower_pat::manage::filter::{apply_filter, parse_order};
+use tower_pat::manage::{apply_filter, parse_order};
 use tower_pat::manage::{
     Actor, CreateTokenRequest, ExpiryPolicy, IssuedToken, ManageError, Manager, RotateRequest,
     TokenPatch, TokenView,
 };
+use tower_pat::parse_duration;
 use tower_pat::store::{self, ListQuery, StoreError, TokenStore};
 use tower_pat::{AuthError, Authenticator, TokenFormat};
 

@@ -24,9 +24,9 @@ use crate::rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, Re
 /// Reads `Authorization` (Bearer and/or Basic, scheme in any case), asks the
 /// [`Authenticator`], and on success puts the [`Principal`] (which carries this layer's
 /// [`Challenge`], see [`Principal::challenge`]) into the request's extensions; otherwise
-/// answers as [`crate::rejection`] describes.
+/// answers as [`Rejection`](crate::Rejection) describes.
 ///
-/// The failed-attempt limiter ([`crate::limit`], on by default) needs each request's
+/// The failed-attempt limiter ([`AttemptLimiter`](crate::AttemptLimiter), on by default) needs each request's
 /// client address: serve with `into_make_service_with_connect_info::<SocketAddr>()`, or
 /// set [`with_client_address`](Self::with_client_address) behind a proxy. A request with
 /// no address is not limited (the first one logs a warning).

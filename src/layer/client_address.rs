@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use http::{HeaderMap, HeaderName};
 
 /// Where [`PatLayer`](super::PatLayer) finds a request's client address, for the
-/// failed-attempt limiter ([`crate::limit`]).
+/// failed-attempt limiter ([`AttemptLimiter`](crate::AttemptLimiter)).
 ///
 /// By default, from the connection: axum's `ConnectInfo<SocketAddr>` (serve with
 /// `into_make_service_with_connect_info::<SocketAddr>()`) or a plain [`SocketAddr`]

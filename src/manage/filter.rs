@@ -3,7 +3,7 @@
 //! `--filter FIELD__OP=VALUE`.
 //!
 //! ```
-//! use tower_pat::manage::filter::{apply_filter, parse_order};
+//! use tower_pat::manage::{apply_filter, parse_order};
 //! use tower_pat::store::ListQuery;
 //!
 //! let mut q = ListQuery::new();
@@ -22,7 +22,7 @@ use crate::clock;
 use crate::store::{ListQuery, Order, SortField};
 
 /// The filter keys [`apply_filter`] knows.
-pub const FILTER_FIELDS: &[&str] = &[
+pub(crate) const FILTER_FIELDS: &[&str] = &[
     "owner",
     "name__icontains",
     "description__icontains",
@@ -39,7 +39,7 @@ pub const FILTER_FIELDS: &[&str] = &[
 ];
 
 /// The fields [`parse_order`] knows (each may start with `-` for descending).
-pub const ORDER_FIELDS: &[&str] = &["created", "last_used", "expires", "name"];
+pub(crate) const ORDER_FIELDS: &[&str] = &["created", "last_used", "expires", "name"];
 
 const SECOND: Duration = Duration::from_secs(1);
 

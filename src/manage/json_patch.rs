@@ -10,12 +10,12 @@
 //! index and op.
 //!
 //! ```
-//! use tower_pat::manage::json_patch::{apply, parse};
+//! use tower_pat::manage::{apply_patch as apply, parse_patch as parse};
 //! # use tower_pat::manage::TokenView;
 //! # fn view() -> TokenView {
 //! #     let r = tower_pat::TokenRecord::new(tower_pat::TokenId::generate(), "alice", "ci",
 //! #         Default::default(), tower_pat::Expiry::Never,
-//! #         tower_pat::token::SecretHash::of("s"), time::OffsetDateTime::UNIX_EPOCH);
+//! #         tower_pat::SecretHash::of("s"), time::OffsetDateTime::UNIX_EPOCH);
 //! #     TokenView::from(&r)
 //! # }
 //! let mut v: TokenView = view();
@@ -42,7 +42,7 @@ use super::view::TokenView;
 use crate::scope::Scope;
 
 /// Most operations accepted in one patch.
-pub const MAX_OPERATIONS: usize = 256;
+pub(crate) const MAX_OPERATIONS: usize = 256;
 
 /// The fields a patch may change.
 const PATCHABLE: [&str; 4] = ["name", "scopes", "active", "expires_at"];

@@ -47,15 +47,18 @@
 //! itself makes an admin. The [`Manager`] docs have the rules in full.
 
 mod error;
-pub mod filter;
-pub mod json_patch;
+pub(crate) mod filter;
+pub(crate) mod json_patch;
 mod manager;
 mod request;
 mod validate;
 mod view;
 
 pub use error::ManageError;
-pub use json_patch::{Patch, PatchError, PatchOperation};
+pub use filter::{apply_filter, parse_order};
+pub use json_patch::{
+    apply as apply_patch, parse as parse_patch, Patch, PatchError, PatchErrorKind, PatchOperation,
+};
 pub use manager::{Actor, ManagementScopes, Manager, Right};
 pub use request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
 #[cfg(feature = "admin")]

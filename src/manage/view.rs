@@ -10,7 +10,7 @@ use crate::token::{Secret, TokenId};
 
 /// A token as the management API shows it: everything but the secret and its hash.
 ///
-/// This is also the document a JSON Patch applies to (see [`super::json_patch`]): `name`,
+/// This is also the document a JSON Patch applies to (see [`apply_patch`](super::apply_patch)): `name`,
 /// `scopes`, `active` and `expires_at` may change; the rest is read-only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "admin", derive(utoipa::ToSchema))]

@@ -22,11 +22,13 @@
 //! # Revocation across replicas
 //!
 //! [`Authenticator::invalidate`](crate::Authenticator::invalidate) calls
-//! [`TokenStore::publish_change`]; every other authenticator on the same store learns of it
-//! through [`TokenStore::subscribe_changes`] and drops the token from its cache:
-//! PostgreSQL by `LISTEN`/`NOTIFY`, Redis by pub/sub (both within milliseconds), SQLite by
-//! polling a change table every 500 ms. A message lost while a replica is disconnected is
-//! covered by the cache TTL (30 s by default), the worst-case staleness.
+//! [`TokenStore::publish_change`]; every other authenticator on the same store whose
+//! [background task](crate::Authenticator::background) runs learns of it through
+//! [`TokenStore::follow_changes`] and drops the token from its cache: PostgreSQL by
+//! `LISTEN`/`NOTIFY`, Redis by pub/sub (both within milliseconds), SQLite by polling a
+//! change table every 500 ms. After a reconnect the follower reports the gap, and the
+//! whole cache is dropped; without the background task, the cache TTL (30 s by default)
+//! is the worst-case staleness.
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod codec;
@@ -505,7 +507,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn TokenStore>, StoreError> {
 }
 
 /// `url` with any password replaced by `****`: the one in `user:password@host` and any
-/// `password=` query parameter. Safe to log and to put in error messages.
+/// `password=` query parameter. Safe to log and to put in error messages: use it wherever
+/// a store URL is printed (a start-up line, an error), as the quickstart and `pat` do.
 ///
 /// ```
 /// use tower_pat::store::mask_url;

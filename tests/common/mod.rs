@@ -16,8 +16,8 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 use tower::ServiceExt;
-use tower_pat::record::TokenRecord;
 use tower_pat::store::{ListQuery, MemoryStore, Page, StoreError, TokenStore, Touch, Update};
+use tower_pat::TokenRecord;
 use tower_pat::{
     layer::node_scopes, Authenticator, PatLayer, Principal, RequireScopesLayer, TokenId,
 };
