@@ -110,11 +110,11 @@ pub mod manage;
 
 // The decision.
 pub use authenticator::{
-    Authenticator, AuthenticatorBuilder, Background, Check, CreatedToken, Credential, NewToken,
-    PendingCheck,
+    Authenticator, AuthenticatorBuilder, Background, Check, Credential, PendingCheck,
 };
 pub use error::{AuthError, InvalidReason};
 pub use limit::AttemptLimiter;
+pub use manage::{CreatedToken, NewToken};
 // Tokens and scopes.
 pub use expiry::{parse_duration, DurationError, Expiry};
 pub use scope::{NodePerm, Scope, ScopeError, ScopeHierarchy, ScopeSet};

@@ -43,4 +43,9 @@ mod router;
 
 pub use error::{ApiError, ErrorBody};
 pub use openapi::document;
-pub use router::{router, AdminApi, TokenList, BASE};
+pub use router::{AdminApi, TokenList, BASE};
+
+/// The admin router: mount it behind [`PatLayer`](crate::PatLayer).
+pub fn router(manager: crate::manage::Manager) -> axum::Router {
+    router::routes(manager, document())
+}

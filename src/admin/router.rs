@@ -1,5 +1,7 @@
 //! The handlers of the admin router and its OpenAPI document.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, OriginalUri, Path, Query, State};
@@ -10,6 +12,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::error::{ApiError, ErrorBody};
@@ -59,11 +62,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The admin router: mount it behind [`crate::PatLayer`].
-pub fn router(manager: Manager) -> Router {
+/// The admin routes, serving `document` (made once, by the caller) as the OpenAPI
+/// document.
+pub(super) fn routes(manager: Manager, document: Value) -> Router {
+    let document = Arc::new(document);
     Router::new()
         .route(BASE, post(create_token).get(list_tokens))
-        .route(&format!("{BASE}/openapi.json"), get(openapi_json))
+        .route(
+            &format!("{BASE}/openapi.json"),
+            get(move || openapi_json(document.clone())),
+        )
         .route(
             &format!("{BASE}/{{id}}"),
             get(get_token).patch(patch_token).delete(delete_token),
@@ -451,8 +459,8 @@ async fn rotate_token(
     path = "/personal-access-tokens/openapi.json",
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json"))
 )]
-async fn openapi_json() -> Response {
-    json_response(StatusCode::OK, &super::openapi::document())
+async fn openapi_json(document: Arc<Value>) -> Response {
+    json_response(StatusCode::OK, &*document)
 }
 
 struct BearerScheme;

@@ -8,7 +8,6 @@ mod attempt;
 mod background;
 mod builder;
 mod check;
-mod mint;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +31,6 @@ use background::Tasks;
 pub use background::Background;
 pub use builder::AuthenticatorBuilder;
 pub use check::{Check, Credential, PendingCheck};
-pub use mint::{CreatedToken, NewToken};
 
 /// Ids are random, but a client picks the ids it sends: a seeded hash keeps bucket
 /// collisions out of its reach at a fraction of SipHash's cost.
@@ -150,6 +148,14 @@ impl Authenticator {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// A call to the store, failing as [`StoreError::Timeout`] after the store timeout.
+    pub(crate) async fn store_call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.inner.with_timeout(call).await
     }
 
     /// Whether failed attempts are limited per client (else the client is not needed).

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Authenticator, NewToken};
+use super::Authenticator;
 use crate::clock::{self, Clock, ManualClock};
 use crate::error::{AuthError, InvalidReason};
 use crate::expiry::Expiry;
+use crate::manage::NewToken;
 use crate::store::{MemoryStore, TokenStore};
 
 /// A 2 s window used every 1.4 s: the seconds clock reads floor(t), as the system

@@ -1,87 +1,24 @@
-//! [`Manager`]: the token lifecycle with rights, scope capping and cache invalidation.
+//! [`Manager`]: the token lifecycle (create, get, list, patch, delete, rotate) with
+//! compare-and-swap and cache invalidation; who may do what is in `rights`.
 
 use std::future::Future;
 use std::time::Duration;
 
 use super::error::ManageError;
 use super::json_patch::{self, Patch};
+use super::mint::NewToken;
 use super::request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
+use super::rights::{within, Actor, ManagementScopes, Right};
 use super::validate::{check_name, check_owner};
 use super::view::{IssuedToken, TokenView};
-use crate::authenticator::{Authenticator, NewToken};
+use crate::authenticator::Authenticator;
 use crate::clock;
 use crate::expiry::{parse_duration, Expiry};
-use crate::principal::Principal;
 use crate::record::{PreviousSecret, TokenRecord};
-use crate::scope::{Scope, ScopeSet};
+use crate::scope::Scope;
 use crate::store::{ListQuery, Page, StoreError, Update};
 use crate::token::{MintedToken, TokenId};
 use time::OffsetDateTime;
-
-/// Who is asking: a trusted operator (the CLI, your own code) or the holder of a token.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Actor {
-    /// Every right, no scope cap: the `pat` CLI and server-side code.
-    Operator,
-    /// The holder of this token: what its management scopes allow (`pat:read`,
-    /// `pat:write`; `pat:admin` for every owner), never more scopes than the token grants
-    /// and never an end later than its own.
-    Principal(Principal),
-}
-
-impl From<Principal> for Actor {
-    fn from(p: Principal) -> Self {
-        Actor::Principal(p)
-    }
-}
-
-/// The management scopes, weakest first: `read ⊂ write ⊂ admin` (default `pat:read`,
-/// `pat:write`, `pat:admin`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ManagementScopes {
-    /// Lists and shows the owner's tokens.
-    pub read: Scope,
-    /// Also creates, patches, rotates and deletes them.
-    pub write: Scope,
-    /// All of it, for every owner.
-    pub admin: Scope,
-}
-
-impl Default for ManagementScopes {
-    /// `pat:read`, `pat:write`, `pat:admin`.
-    fn default() -> Self {
-        let pat = |action: &str| Scope::Action {
-            resource: Some("pat".into()),
-            action: action.into(),
-        };
-        Self {
-            read: pat("read"),
-            write: pat("write"),
-            admin: pat("admin"),
-        }
-    }
-}
-
-impl ManagementScopes {
-    /// These three scopes, weakest first.
-    pub fn new(read: Scope, write: Scope, admin: Scope) -> Self {
-        Self { read, write, admin }
-    }
-}
-
-/// How much of token management an [`Actor`] may do, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum Right {
-    /// List and show its owner's tokens.
-    Read,
-    /// Also create, patch, rotate and delete them.
-    Write,
-    /// All of it, for every owner.
-    Admin,
-}
 
 /// Tries of a change whose token another writer changed in between (fields it does not
 /// touch), before it is answered as a conflict.
@@ -171,19 +108,18 @@ pub struct Manager {
     auth: Authenticator,
     scopes: ManagementScopes,
     policy: ExpiryPolicy,
-    timeout: Duration,
 }
 
 impl Manager {
     /// A manager over `auth`'s store, with the management scopes `pat:read`,
     /// `pat:write`, `pat:admin`, the default [`ExpiryPolicy`] (30 days by default, at
-    /// most 366, never "never") and a 5 s store timeout.
+    /// most 366, never "never"). Store calls time out as the authenticator's do
+    /// ([`AuthenticatorBuilder::with_store_timeout`](crate::AuthenticatorBuilder::with_store_timeout)).
     pub fn new(auth: Authenticator) -> Self {
         Self {
             auth,
             scopes: ManagementScopes::default(),
             policy: ExpiryPolicy::default(),
-            timeout: Duration::from_secs(5),
         }
     }
 
@@ -205,13 +141,6 @@ impl Manager {
     #[must_use]
     pub fn with_policy(mut self, policy: ExpiryPolicy) -> Self {
         self.policy = policy;
-        self
-    }
-
-    /// Longest a store call may take before it counts as a failure (default 5 s).
-    #[must_use]
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
         self
     }
 
@@ -238,90 +167,20 @@ impl Manager {
     /// What `actor` may do: [`Right::Admin`] for the operator, else by its token's
     /// management scopes (see [`Manager`]); `None` for a token without any.
     pub fn right(&self, actor: &Actor) -> Option<Right> {
-        let Actor::Principal(p) = actor else {
-            return Some(Right::Admin);
-        };
-        let m = &self.scopes;
-        let has = |s: &Scope| p.scopes().iter().any(|x| x == s);
-        let wildcard = |x: &Scope| match x {
-            Scope::All => true,
-            Scope::AnyAction { resource } => m.write.resource() == Some(&**resource),
-            _ => false,
-        };
-        if has(&m.admin) {
-            Some(Right::Admin)
-        } else if p.scopes().is_full_access() || has(&m.write) || p.scopes().iter().any(wildcard) {
-            Some(Right::Write)
-        } else if has(&m.read) {
-            Some(Right::Read)
-        } else {
-            None
-        }
+        self.scopes.right(actor)
     }
 
     /// Whether `actor` may manage everyone's tokens.
     pub fn is_admin(&self, actor: &Actor) -> bool {
-        self.right(actor) == Some(Right::Admin)
-    }
-
-    /// Refuses an actor without `needed`, naming the scope it lacks.
-    fn require(&self, actor: &Actor, needed: Right) -> Result<(), ManageError> {
-        if self.right(actor).is_some_and(|r| r >= needed) {
-            return Ok(());
-        }
-        let scope = match needed {
-            Right::Read => &self.scopes.read,
-            Right::Write => &self.scopes.write,
-            Right::Admin => &self.scopes.admin,
-        };
-        Err(ManageError::InsufficientScope {
-            scope: scope.to_string(),
-        })
-    }
-
-    fn owns(&self, actor: &Actor, owner: &str) -> bool {
-        match actor {
-            Actor::Principal(p) if !self.is_admin(actor) => p.owner() == owner,
-            _ => true,
-        }
-    }
-
-    /// Refuses scopes the actor's own token does not grant, and the admin scope to
-    /// non-admins.
-    fn check_grant(&self, actor: &Actor, requested: &ScopeSet) -> Result<(), ManageError> {
-        let Actor::Principal(p) = actor else {
-            return Ok(());
-        };
-        let admin = &self.scopes.admin;
-        if !self.is_admin(actor) {
-            if let Some(s) = requested.iter().find(|s| *s == admin) {
-                return Err(ManageError::forbidden(
-                    format!("only an admin may grant {s}"),
-                    Some(s.to_string()),
-                ));
-            }
-        }
-        if p.scopes().is_full_access() || p.scopes().iter().any(|s| *s == Scope::All) {
-            return Ok(());
-        }
-        if requested.is_full_access() {
-            return Err(ManageError::forbidden(
-                "your token has limited scopes, so it cannot grant full access; name the scopes",
-                None,
-            ));
-        }
-        match p.missing(requested) {
-            Some(m) => Err(ManageError::forbidden(
-                format!("your token does not grant {m}"),
-                Some(m.to_string()),
-            )),
-            None => Ok(()),
-        }
+        self.scopes.is_admin(actor)
     }
 
     /// The end the actor's own token puts on what it creates or changes: its absolute
     /// end, read from the store (`None`: no end, or the operator).
-    async fn caller_end(&self, actor: &Actor) -> Result<Option<OffsetDateTime>, ManageError> {
+    pub(super) async fn caller_end(
+        &self,
+        actor: &Actor,
+    ) -> Result<Option<OffsetDateTime>, ManageError> {
         let Actor::Principal(p) = actor else {
             return Ok(None);
         };
@@ -334,15 +193,11 @@ impl Manager {
             )),
         }
     }
-
-    async fn io<T>(
+    pub(super) async fn io<T>(
         &self,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, ManageError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(ManageError::from),
-            Err(_) => Err(ManageError::Unavailable(StoreError::Timeout(self.timeout))),
-        }
+        self.auth.store_call(fut).await.map_err(ManageError::from)
     }
 
     async fn invalidate(&self, id: &TokenId) {
@@ -356,7 +211,7 @@ impl Manager {
     async fn visible(&self, actor: &Actor, id: &str) -> Result<TokenRecord, ManageError> {
         let parsed: TokenId = id.parse().map_err(|_| ManageError::not_found(id))?;
         match self.io(self.auth.store().get(&parsed)).await? {
-            Some(r) if self.owns(actor, &r.owner) => Ok(r),
+            Some(r) if self.scopes.owns(actor, &r.owner) => Ok(r),
             _ => Err(ManageError::not_found(id)),
         }
     }
@@ -402,7 +257,7 @@ impl Manager {
         actor: &Actor,
         req: CreateTokenRequest,
     ) -> Result<IssuedToken, ManageError> {
-        self.require(actor, Right::Write)?;
+        self.scopes.require(actor, Right::Write)?;
         let owner = match (&req.owner, actor) {
             (Some(o), _) => o.clone(),
             (None, Actor::Principal(p)) => p.owner().to_string(),
@@ -411,14 +266,14 @@ impl Manager {
             }
         };
         check_owner(&owner).map_err(|m| ManageError::bad_input("owner", m))?;
-        if !self.owns(actor, &owner) {
+        if !self.scopes.owns(actor, &owner) {
             return Err(ManageError::InsufficientScope {
                 scope: self.scopes.admin.to_string(),
             });
         }
         check_name(&req.name).map_err(|m| ManageError::bad_input("name", m))?;
         let scopes = req.parse_scopes()?;
-        self.check_grant(actor, &scopes)?;
+        self.scopes.check_grant(actor, &scopes)?;
         let expiry = req.resolve_expiry(self.auth.clock().now(), &self.policy)?;
         within(&expiry, self.caller_end(actor).await?)?;
         let created = self
@@ -440,7 +295,7 @@ impl Manager {
 
     /// One token.
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<TokenView, ManageError> {
-        self.require(actor, Right::Read)?;
+        self.scopes.require(actor, Right::Read)?;
         self.visible(actor, id).await.map(TokenView::from)
     }
 
@@ -451,7 +306,7 @@ impl Manager {
         actor: &Actor,
         mut query: ListQuery,
     ) -> Result<Page<TokenView>, ManageError> {
-        self.require(actor, Right::Read)?;
+        self.scopes.require(actor, Right::Read)?;
         if let Actor::Principal(p) = actor {
             if !self.is_admin(actor) {
                 if query.owner.as_deref().is_some_and(|o| o != p.owner()) {
@@ -478,7 +333,7 @@ impl Manager {
         id: &str,
         patch: TokenPatch,
     ) -> Result<TokenView, ManageError> {
-        self.require(actor, Right::Write)?;
+        self.scopes.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
         self.patch_record(actor, id, record, patch).await
     }
@@ -493,7 +348,7 @@ impl Manager {
         ops: &Patch,
         if_version: Option<u64>,
     ) -> Result<TokenView, ManageError> {
-        self.require(actor, Right::Write)?;
+        self.scopes.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
         Self::expect(&record, if_version)?;
         let before = TokenView::from(&record);
@@ -546,7 +401,7 @@ impl Manager {
             }
             if let Some(scopes) = &patch.scopes {
                 if *scopes != next.scopes {
-                    self.check_grant(actor, scopes)?;
+                    self.scopes.check_grant(actor, scopes)?;
                 }
                 next.scopes = scopes.clone();
             }
@@ -595,7 +450,7 @@ impl Manager {
         id: &str,
         if_version: Option<u64>,
     ) -> Result<(), ManageError> {
-        self.require(actor, Right::Write)?;
+        self.scopes.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
         Self::expect(&record, if_version)?;
         if !self.io(self.auth.store().delete(&record.id)).await? {
@@ -617,7 +472,7 @@ impl Manager {
         id: &str,
         req: RotateRequest,
     ) -> Result<IssuedToken, ManageError> {
-        self.require(actor, Right::Write)?;
+        self.scopes.require(actor, Right::Write)?;
         let grace = req
             .grace
             .as_deref()
@@ -718,22 +573,6 @@ impl Manager {
             Update::Stale => Ok(None),
             _ => Err(ManageError::not_found(record.id.as_str())),
         }
-    }
-}
-
-/// Refuses `expiry` if it ends after `caller_end` (or has no end while that is set).
-fn within(expiry: &Expiry, caller_end: Option<OffsetDateTime>) -> Result<(), ManageError> {
-    let Some(latest_end) = caller_end else {
-        return Ok(());
-    };
-    let end = match *expiry {
-        Expiry::HardLimit { expires_at } => Some(expires_at),
-        Expiry::AutoRefresh { not_after, .. } => not_after,
-        _ => None,
-    };
-    match end {
-        Some(e) if e <= latest_end => Ok(()),
-        _ => Err(ManageError::OutlivesCaller { latest_end }),
     }
 }
 

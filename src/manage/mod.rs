@@ -50,7 +50,9 @@ mod error;
 pub(crate) mod filter;
 pub(crate) mod json_patch;
 mod manager;
+mod mint;
 mod request;
+mod rights;
 mod validate;
 mod view;
 
@@ -59,8 +61,10 @@ pub use filter::{apply_filter, parse_order};
 pub use json_patch::{
     apply as apply_patch, parse as parse_patch, Patch, PatchError, PatchErrorKind, PatchOperation,
 };
-pub use manager::{Actor, ManagementScopes, Manager, Right};
+pub use manager::Manager;
+pub use mint::{CreatedToken, NewToken};
 pub use request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
+pub use rights::{Actor, ManagementScopes, Right};
 #[cfg(feature = "admin")]
 pub(crate) use validate::rfc3339;
 pub use validate::{MAX_NAME_LEN, MAX_OWNER_LEN};

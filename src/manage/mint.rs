@@ -1,7 +1,8 @@
 //! Minting: [`NewToken`] in, [`CreatedToken`] (the record and the token string, shown
-//! once) out.
+//! once) out. The lowest step of the lifecycle: [`Manager::create`](super::Manager::create)
+//! adds rights and the expiry policy on top.
 
-use super::Authenticator;
+use crate::authenticator::Authenticator;
 use crate::expiry::Expiry;
 use crate::record::TokenRecord;
 use crate::scope::ScopeSet;
@@ -64,8 +65,8 @@ impl Authenticator {
             id,
             secret_hash,
             token,
-        } = self.inner.format.mint();
-        let now = self.inner.clock.now();
+        } = self.format().mint();
+        let now = self.clock().now();
         let record = TokenRecord::new(
             id,
             new.owner,
@@ -75,9 +76,7 @@ impl Authenticator {
             secret_hash,
             now,
         );
-        self.inner
-            .with_timeout(self.inner.store.insert(&record))
-            .await?;
+        self.store_call(self.store().insert(&record)).await?;
         Ok(CreatedToken { record, token })
     }
 }
