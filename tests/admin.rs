@@ -110,82 +110,163 @@ async fn create_returns_the_token_once_with_no_store() {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.json);
 }
 
+/// A create that fails: who asks, with what body, and the answer: status, error code,
+/// and what the message and the first detail must name.
+struct RefusedCreate {
+    caller: fn(&Env) -> &str,
+    body: Value,
+    status: StatusCode,
+    error: &'static str,
+    message_names: Option<&'static str>,
+    detail: Option<(&'static str, &'static str)>,
+}
+
+fn refused(
+    caller: fn(&Env) -> &str,
+    body: Value,
+    status: StatusCode,
+    error: &'static str,
+) -> RefusedCreate {
+    RefusedCreate {
+        caller,
+        body,
+        status,
+        error,
+        message_names: None,
+        detail: None,
+    }
+}
+
+impl RefusedCreate {
+    fn naming(mut self, text: &'static str) -> Self {
+        self.message_names = Some(text);
+        self
+    }
+
+    fn detail(mut self, key: &'static str, value: &'static str) -> Self {
+        self.detail = Some((key, value));
+        self
+    }
+
+    async fn check(&self, e: &Env) {
+        let uri = "/personal-access-tokens";
+        let a = post(&e.app, uri, (self.caller)(e), self.body.clone()).await;
+        assert_error(&a, self.status, self.error);
+        if let Some(text) = self.message_names {
+            let message = a.json["message"].as_str().unwrap();
+            assert!(message.contains(text), "{}: {message}", self.body);
+        }
+        if let Some((key, value)) = self.detail {
+            assert_eq!(a.json["details"][0][key], value, "{}", self.body);
+        }
+    }
+}
+
+fn alice_full(e: &Env) -> &str {
+    &e.alice_full
+}
+
+fn alice_read(e: &Env) -> &str {
+    &e.alice_read
+}
+
+fn admin(e: &Env) -> &str {
+    &e.admin
+}
+
 #[tokio::test]
 async fn create_refuses_bad_input_naming_it() {
     let e = env().await;
-    let uri = "/personal-access-tokens";
-    let a = post(&e.app, uri, &e.alice_full, json!({"scopes": ["Repo:X"]})).await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    assert!(a.json["message"].as_str().unwrap().contains("Repo:X"));
-    assert_eq!(a.json["details"][0]["field"], "scopes");
-    let a = post(&e.app, uri, &e.alice_full, json!({"expire": "20 days"})).await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    assert_eq!(a.json["details"][0]["field"], "expire");
-    assert!(a.json["message"].as_str().unwrap().contains("20 days"));
-    let a = post(
-        &e.app,
-        uri,
-        &e.alice_full,
-        json!({"expire": "1d", "never_expires": true}),
-    )
-    .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    let a = post(&e.app, uri, &e.alice_full, json!({"colour": "red"})).await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
-    assert!(a.json["message"].as_str().unwrap().contains("colour"));
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+    let cases = [
+        refused(
+            alice_full,
+            json!({"scopes": ["Repo:X"]}),
+            BAD,
+            "invalid_request",
+        )
+        .naming("Repo:X")
+        .detail("field", "scopes"),
+        refused(
+            alice_full,
+            json!({"expire": "20 days"}),
+            BAD,
+            "invalid_request",
+        )
+        .naming("20 days")
+        .detail("field", "expire"),
+        refused(
+            alice_full,
+            json!({"expire": "1d", "never_expires": true}),
+            BAD,
+            "invalid_request",
+        ),
+        refused(alice_full, json!({"colour": "red"}), BAD, "invalid_request").naming("colour"),
+    ];
+    for case in &cases {
+        case.check(&e).await;
+    }
     let a = call(
         &e.app,
         "POST",
-        uri,
+        "/personal-access-tokens",
         Some(&e.alice_full),
         Some(("application/json", "{not json".into())),
     )
     .await;
-    assert_error(&a, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_error(&a, BAD, "invalid_request");
 }
 
 #[tokio::test]
 async fn scope_capping_and_owner_rules_on_create() {
     let e = env().await;
     let uri = "/personal-access-tokens";
-    // A repo:read token cannot mint repo:write, nor full access.
-    let a = post(
-        &e.app,
-        uri,
-        &e.alice_read,
-        json!({"scopes": ["repo:write"]}),
-    )
-    .await;
-    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
-    assert_eq!(a.json["details"][0]["scope"], "repo:write");
-    let a = post(&e.app, uri, &e.alice_read, json!({"name": "all"})).await;
-    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
-    // A weaker one is fine.
-    let a = post(
-        &e.app,
-        uri,
-        &e.alice_read,
-        json!({"scopes": ["repo:public_read"]}),
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::CREATED);
-    // A full-access token of a non-admin grants what its owner has, but never admin.
-    let a = post(
-        &e.app,
-        uri,
-        &e.alice_full,
-        json!({"scopes": ["repo:write"]}),
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::CREATED);
-    let a = post(
-        &e.app,
-        uri,
-        &e.alice_full,
-        json!({ "scopes": ["pat:admin"] }),
-    )
-    .await;
-    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
+    const NO: StatusCode = StatusCode::FORBIDDEN;
+    let node = json!({"owner": "bob", "scopes": ["node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:r"]});
+    let refusals = [
+        // A repo:read token cannot mint repo:write, nor full access.
+        refused(
+            alice_read,
+            json!({"scopes": ["repo:write"]}),
+            NO,
+            "forbidden",
+        )
+        .detail("scope", "repo:write"),
+        refused(alice_read, json!({"name": "all"}), NO, "forbidden"),
+        // A full-access token of a non-admin grants what its owner has, but never admin.
+        refused(
+            alice_full,
+            json!({"scopes": ["pat:admin"]}),
+            NO,
+            "forbidden",
+        ),
+        // Only an admin creates for someone else...
+        refused(
+            alice_full,
+            json!({"owner": "bob"}),
+            NO,
+            "insufficient_scope",
+        )
+        .detail("scope", "pat:admin"),
+        // ...and within its own scopes.
+        refused(admin, node, NO, "forbidden"),
+    ];
+    for case in &refusals {
+        case.check(&e).await;
+    }
+    let allowed = [
+        (&e.alice_read, json!({"scopes": ["repo:public_read"]})),
+        (&e.alice_full, json!({"scopes": ["repo:write"]})),
+        (&e.admin, json!({"owner": "bob", "scopes": ["repo:write"]})),
+    ];
+    for (caller, body) in allowed {
+        let a = post(&e.app, uri, caller, body.clone()).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{body}: {}", a.json);
+        assert_eq!(
+            a.json["owner"],
+            body.get("owner").unwrap_or(&json!("alice")).clone()
+        );
+    }
     // `*` and `pat:*` are no more than full access: they never make an admin.
     for s in ["*", "pat:*"] {
         let a = post(&e.app, uri, &e.alice_full, json!({ "scopes": [s] })).await;
@@ -194,27 +275,6 @@ async fn scope_capping_and_owner_rules_on_create() {
         let a = get(&e.app, "/personal-access-tokens?owner-id=bob", &wild).await;
         assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
     }
-    // Only an admin creates for someone else, and within its own scopes.
-    let a = post(&e.app, uri, &e.alice_full, json!({"owner": "bob"})).await;
-    assert_error(&a, StatusCode::FORBIDDEN, "insufficient_scope");
-    assert_eq!(a.json["details"][0]["scope"], "pat:admin");
-    let a = post(
-        &e.app,
-        uri,
-        &e.admin,
-        json!({"owner": "bob", "scopes": ["repo:write"]}),
-    )
-    .await;
-    assert_eq!(a.status, StatusCode::CREATED);
-    assert_eq!(a.json["owner"], "bob");
-    let a = post(
-        &e.app,
-        uri,
-        &e.admin,
-        json!({"owner": "bob", "scopes": ["node:0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11:r"]}),
-    )
-    .await;
-    assert_error(&a, StatusCode::FORBIDDEN, "forbidden");
 }
 
 #[tokio::test]
