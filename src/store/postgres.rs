@@ -88,10 +88,17 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Creates the schema if missing and brings it to the current version, under an
-    /// advisory lock. Runs on connect; safe to run again.
+    /// Creates the schema if missing and brings it to the current version with sqlx's
+    /// migrator (the migrations are embedded; its `_sqlx_migrations` table is kept in the
+    /// store's schema, so schemas in one database migrate independently; a schema made by
+    /// tower-pat's earlier migrations is taken over as it is). Runs on connect; safe to
+    /// run again: everything happens in one transaction holding an advisory lock on the
+    /// schema, so replicas starting together wait for each other.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let failed = |e| StoreError::unavailable("postgresql migration failed", e);
+        let migrator = sql::migrate::migrator(D)
+            .await
+            .map_err(|e| StoreError::unavailable("postgresql migration failed", e))?;
         let mut tx = self.pool.begin().await.map_err(query_failed)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(format!("tower-pat migrate {}", self.schema))
@@ -103,32 +110,22 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
-        sqlx::query(sql::SCHEMA_TABLE)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
+        let legacy: bool = sqlx::query_scalar("SELECT to_regclass('pat_schema') IS NOT NULL")
             .fetch_one(&mut *tx)
             .await
             .map_err(failed)?;
-        let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
-        let all = sql::migrations(D);
-        for statements in all.iter().skip(version) {
-            for s in statements.iter() {
-                sqlx::query(s).execute(&mut *tx).await.map_err(failed)?;
+        let migrated = async {
+            if legacy {
+                let version: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                sql::migrate::baseline(&mut *tx, &migrator, version.unwrap_or(0)).await?;
             }
+            migrator.run_direct(&mut *tx).await
         }
-        if all.len() > version {
-            sqlx::query("DELETE FROM pat_schema")
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            sqlx::query("INSERT INTO pat_schema (version) VALUES ($1)")
-                .bind(all.len() as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-        }
+        .await;
+        migrated.map_err(|e| StoreError::unavailable("postgresql migration failed", e))?;
         tx.commit().await.map_err(failed)
     }
 

@@ -166,43 +166,37 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Brings the schema to the current version. Runs on connect; safe to run again and
-    /// from several processes at once (it takes SQLite's write lock first).
+    /// Brings the schema to the current version with sqlx's migrator (the migrations are
+    /// embedded; a database made by tower-pat's earlier migrations is taken over as it
+    /// is). Runs on connect; safe to run again and from several processes at once: it
+    /// runs in one `BEGIN IMMEDIATE` transaction, so it holds SQLite's write lock first
+    /// and a second process waits, then finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(query_failed)?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
+        let failed =
+            |e: sqlx::migrate::MigrateError| StoreError::unavailable("sqlite migration failed", e);
+        let migrator = sql::migrate::migrator(D).await.map_err(failed)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(query_failed)?;
-        let result = async {
-            sqlx::query(sql::SCHEMA_TABLE).execute(&mut *conn).await?;
+        let legacy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'pat_schema'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_failed)?;
+        if legacy > 0 {
             let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
-                .fetch_one(&mut *conn)
-                .await?;
-            let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
-            let all = sql::migrations(D);
-            for statements in all.iter().skip(version) {
-                for s in statements.iter() {
-                    sqlx::query(s).execute(&mut *conn).await?;
-                }
-            }
-            if all.len() > version {
-                sqlx::query("DELETE FROM pat_schema")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("INSERT INTO pat_schema (version) VALUES (?1)")
-                    .bind(all.len() as i64)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok::<_, sqlx::Error>(())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_failed)?;
+            sql::migrate::baseline(&mut *tx, &migrator, version.unwrap_or(0))
+                .await
+                .map_err(failed)?;
         }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = sqlx::query(end).execute(&mut *conn).await;
-        result.map_err(|e| StoreError::unavailable("sqlite migration failed", e))?;
-        ended.map_err(query_failed)?;
-        Ok(())
+        migrator.run_direct(&mut *tx).await.map_err(failed)?;
+        tx.commit().await.map_err(query_failed)
     }
 
     /// The connection pool, for queries of your own (such as `EXPLAIN QUERY PLAN`).

@@ -1,10 +1,12 @@
-//! The SQL shared by the SQLite and PostgreSQL stores: schema migrations, statements and
-//! the listing query, written once for both dialects.
+//! The SQL shared by the SQLite and PostgreSQL stores: statements and the listing query,
+//! written once for both dialects; the schema migrations are in [`migrate`].
 //!
 //! Ordering agrees with [`ListQuery::compare`]: `id`, `owner` and `name` compare
 //! byte-wise (SQLite's `BINARY`, PostgreSQL's `COLLATE "C"`), and the nullable sort keys
 //! are indexed and ordered as `coalesce(col, i64::MAX)`, which puts `NULL` last ascending
 //! and first descending, on both engines, with an index that serves the order.
+
+pub(crate) mod migrate;
 
 use sqlx::QueryBuilder;
 
@@ -25,78 +27,6 @@ pub(crate) enum Dialect {
 
 /// Sort key of a nullable column: `NULL` becomes the largest value.
 const NULL_LAST: &str = "9223372036854775807";
-
-/// Schema versions, in order. Each is a list of statements run in one transaction; the
-/// applied version is kept in `pat_schema`.
-pub(crate) fn migrations(d: Dialect) -> &'static [&'static [&'static str]] {
-    match d {
-        Dialect::Sqlite => &[&[
-            "CREATE TABLE IF NOT EXISTS pat_tokens (
-                id TEXT PRIMARY KEY NOT NULL,
-                owner TEXT NOT NULL,
-                owner_lc TEXT NOT NULL,
-                name TEXT NOT NULL,
-                name_lc TEXT NOT NULL,
-                scopes TEXT NOT NULL,
-                expiry TEXT NOT NULL,
-                sliding INTEGER NOT NULL,
-                expires_at INTEGER,
-                active INTEGER NOT NULL,
-                created INTEGER NOT NULL,
-                modified INTEGER NOT NULL,
-                last_used INTEGER,
-                secret_hash TEXT NOT NULL,
-                previous_hash TEXT,
-                previous_valid_until INTEGER
-            )",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_owner ON pat_tokens (owner, created, id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_created ON pat_tokens (created, id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_last_used ON pat_tokens (coalesce(last_used, 9223372036854775807), id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_expires ON pat_tokens (coalesce(expires_at, 9223372036854775807), id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_name ON pat_tokens (name, id)",
-            "CREATE TABLE IF NOT EXISTS pat_changes (
-                rev INTEGER PRIMARY KEY AUTOINCREMENT,
-                token_id TEXT NOT NULL,
-                instance TEXT NOT NULL,
-                at INTEGER NOT NULL
-            )",
-        ], &[
-            // The record's version, for compare-and-swap updates.
-            "ALTER TABLE pat_tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
-        ]],
-        Dialect::Postgres => &[&[
-            r#"CREATE TABLE IF NOT EXISTS pat_tokens (
-                id TEXT COLLATE "C" PRIMARY KEY,
-                owner TEXT COLLATE "C" NOT NULL,
-                owner_lc TEXT COLLATE "C" NOT NULL,
-                name TEXT COLLATE "C" NOT NULL,
-                name_lc TEXT COLLATE "C" NOT NULL,
-                scopes TEXT COLLATE "C" NOT NULL,
-                expiry TEXT NOT NULL,
-                sliding BOOLEAN NOT NULL,
-                expires_at BIGINT,
-                active BOOLEAN NOT NULL,
-                created BIGINT NOT NULL,
-                modified BIGINT NOT NULL,
-                last_used BIGINT,
-                secret_hash TEXT NOT NULL,
-                previous_hash TEXT,
-                previous_valid_until BIGINT
-            )"#,
-            "CREATE INDEX IF NOT EXISTS pat_tokens_owner ON pat_tokens (owner, created, id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_created ON pat_tokens (created, id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_last_used ON pat_tokens ((coalesce(last_used, 9223372036854775807)), id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_expires ON pat_tokens ((coalesce(expires_at, 9223372036854775807)), id)",
-            "CREATE INDEX IF NOT EXISTS pat_tokens_name ON pat_tokens (name, id)",
-        ], &[
-            "ALTER TABLE pat_tokens ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 1",
-        ]],
-    }
-}
-
-/// The `pat_schema` bookkeeping table.
-pub(crate) const SCHEMA_TABLE: &str =
-    "CREATE TABLE IF NOT EXISTS pat_schema (version BIGINT NOT NULL)";
 
 /// `col` contains the next bound value, as `(before, after)` around the bind.
 fn contains(d: Dialect, col: &str) -> (String, &'static str) {
