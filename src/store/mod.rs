@@ -23,7 +23,7 @@
 //!
 //! [`Authenticator::invalidate`](crate::Authenticator::invalidate) calls
 //! [`TokenStore::publish_change`]; every other authenticator on the same store learns of it
-//! through [`TokenStore::subscribe_changes`] and drops the token from its cache:
+//! through [`TokenStore::follow_changes`] and drops the token from its cache:
 //! PostgreSQL by `LISTEN`/`NOTIFY`, Redis by pub/sub (both within milliseconds), SQLite by
 //! polling a change table every 500 ms. A message lost while a replica is disconnected is
 //! covered by the cache TTL (30 s by default), the worst-case staleness.
@@ -53,6 +53,9 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use sql::{Dialect, SqlStore};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

@@ -8,13 +8,12 @@ use futures_util::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migrate, MigrateError, Migration, MigrationSource, MigrationType, Migrator};
 
-use super::Dialect;
-
-/// One dialect's migrations, in order: version, description, SQL.
+/// One engine's migrations, in order: version, description, SQL.
 #[derive(Debug, Clone, Copy)]
-struct Embedded(&'static [(i64, &'static str, &'static str)]);
+pub(crate) struct Embedded(&'static [(i64, &'static str, &'static str)]);
 
-const SQLITE: Embedded = Embedded(&[
+#[cfg(feature = "sqlite")]
+pub(crate) const SQLITE: Embedded = Embedded(&[
     (
         1,
         "tokens",
@@ -27,7 +26,8 @@ const SQLITE: Embedded = Embedded(&[
     ),
 ]);
 
-const POSTGRES: Embedded = Embedded(&[
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES: Embedded = Embedded(&[
     (
         1,
         "tokens",
@@ -60,18 +60,14 @@ impl MigrationSource<'static> for Embedded {
     }
 }
 
-/// The migrator of `d`. It takes no lock of its own: the stores run it inside a
+/// The migrator of one engine's `files`. It takes no lock of its own: the stores run it inside a
 /// transaction that holds theirs (SQLite's write lock, a PostgreSQL advisory lock on the
 /// schema), so each migration runs in a savepoint and replicas starting together wait
 /// for each other. Run it with `run_direct` on the transaction's connection: `run` takes
 /// an `Acquire`, whose future is not `Send` for a borrowed connection (sqlx's own
 /// workaround, launchbadge/sqlx#1075), and `connect` must stay `Send`.
-pub(crate) async fn migrator(d: Dialect) -> Result<Migrator, MigrateError> {
-    let mut migrator = Migrator::new(match d {
-        Dialect::Sqlite => SQLITE,
-        Dialect::Postgres => POSTGRES,
-    })
-    .await?;
+pub(crate) async fn migrator(files: Embedded) -> Result<Migrator, MigrateError> {
+    let mut migrator = Migrator::new(files).await?;
     migrator.set_locking(false);
     Ok(migrator)
 }
