@@ -20,6 +20,20 @@ fn versions(rows: Vec<(i64, bool)>) -> Vec<i64> {
     rows.into_iter().map(|r| r.0).collect()
 }
 
+/// Statements that turn a freshly migrated database into one the hand-run migrations
+/// left at `version` (1: no `version` column yet; 2: the current schema).
+fn back_to_hand_run(version: i64) -> Vec<String> {
+    let mut undo = vec![
+        "DROP TABLE _sqlx_migrations".to_owned(),
+        "CREATE TABLE pat_schema (version BIGINT NOT NULL)".to_owned(),
+        format!("INSERT INTO pat_schema (version) VALUES ({version})"),
+    ];
+    if version < 2 {
+        undo.push("ALTER TABLE pat_tokens DROP COLUMN version".to_owned());
+    }
+    undo
+}
+
 /// Mints a token through `store` and returns its id.
 async fn mint(store: Arc<dyn TokenStore>) -> tower_pat::TokenId {
     let auth = Authenticator::new(store);
@@ -65,15 +79,7 @@ mod sqlite {
             .unwrap();
         let pool = store.pool().clone();
         let id = mint(Arc::new(store)).await;
-        let mut undo = vec![
-            "DROP TABLE _sqlx_migrations".to_owned(),
-            "CREATE TABLE pat_schema (version BIGINT NOT NULL)".to_owned(),
-            format!("INSERT INTO pat_schema (version) VALUES ({version})"),
-        ];
-        if version < 2 {
-            undo.push("ALTER TABLE pat_tokens DROP COLUMN version".to_owned());
-        }
-        for s in undo {
+        for s in back_to_hand_run(version) {
             sqlx::query(&s).execute(&pool).await.unwrap();
         }
         pool.close().await;
@@ -146,15 +152,7 @@ mod postgres {
             let store = store_env::postgres_store(&url, &schema).await;
             let pool = store.pool().clone();
             let id = mint(Arc::new(store)).await;
-            let mut undo = vec![
-                "DROP TABLE _sqlx_migrations".to_owned(),
-                "CREATE TABLE pat_schema (version BIGINT NOT NULL)".to_owned(),
-                format!("INSERT INTO pat_schema (version) VALUES ({version})"),
-            ];
-            if version < 2 {
-                undo.push("ALTER TABLE pat_tokens DROP COLUMN version".to_owned());
-            }
-            for s in undo {
+            for s in back_to_hand_run(version) {
                 sqlx::query(&s).execute(&pool).await.unwrap();
             }
             let store = store_env::postgres_store(&url, &schema).await;

@@ -49,37 +49,21 @@ pub(crate) type Columns = (
 
 /// The record of a row of [`COLUMNS`].
 pub(crate) fn record(c: Columns) -> Result<TokenRecord, StoreError> {
-    let (
-        id,
-        owner,
-        name,
-        scopes,
-        expiry,
-        expires_at,
-        active,
-        created,
-        modified,
-        last_used,
-        secret_hash,
-        previous_hash,
-        previous_valid_until,
-        version,
-    ) = c;
     Flat {
-        id,
-        owner,
-        name,
-        scopes,
-        expiry,
-        expires_at,
-        active,
-        created,
-        modified,
-        last_used,
-        secret_hash,
-        previous_hash,
-        previous_valid_until,
-        version,
+        id: c.0,
+        owner: c.1,
+        name: c.2,
+        scopes: c.3,
+        expiry: c.4,
+        expires_at: c.5,
+        active: c.6,
+        created: c.7,
+        modified: c.8,
+        last_used: c.9,
+        secret_hash: c.10,
+        previous_hash: c.11,
+        previous_valid_until: c.12,
+        version: c.13,
     }
     .into_record()
 }
