@@ -317,6 +317,82 @@ fn uncached(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Whether `SqliteStore::get`'s point reads on the calling thread (rusqlite) still pay
+/// for themselves: the same uncached reads of one file, through `get` and through sqlx's
+/// pool (the same `SELECT` on `store.pool()`, decoded into the row's columns but not into
+/// a `TokenRecord`, which `get` also does), in one run.
+#[cfg(feature = "sqlite")]
+fn sqlite_point_read(c: &mut Criterion) {
+    type Columns = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+        bool,
+        i64,
+        i64,
+        Option<i64>,
+        String,
+        Option<String>,
+        Option<i64>,
+        i64,
+    );
+    const GET: &str = "SELECT id, owner, name, scopes, expiry, expires_at, active, created, \
+        modified, last_used, secret_hash, previous_hash, previous_valid_until, version \
+        FROM pat_tokens WHERE id = ?1";
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = Arc::new(
+        rt.block_on(tower_pat::store::SqliteStore::connect(&url))
+            .unwrap(),
+    );
+    let n = 10_000;
+    let auth = Authenticator::new(store.clone());
+    let ids: Vec<_> = rt.block_on(async {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let created = auth.create(NewToken::new("bench", "uncached")).await;
+            ids.push(created.unwrap().record.id);
+        }
+        ids
+    });
+    let mut g = c.benchmark_group("sqlite_point_read");
+    g.bench_function("get_direct", |b| {
+        b.iter_custom(|iters| {
+            timed(&rt, iters, |i| {
+                let (store, id) = (&store, &ids[i % n]);
+                async move {
+                    black_box(store.get(id).await.unwrap().unwrap());
+                }
+            })
+        })
+    });
+    g.bench_function("sqlx_pool", |b| {
+        b.iter_custom(|iters| {
+            timed(&rt, iters, |i| {
+                let (store, id) = (&store, &ids[i % n]);
+                async move {
+                    let row: Columns = sqlx::query_as(GET)
+                        .bind(id.as_str())
+                        .fetch_one(store.pool())
+                        .await
+                        .unwrap();
+                    black_box(row);
+                }
+            })
+        })
+    });
+    g.finish();
+    print_median("sqlite_point_read", "get_direct");
+    print_median("sqlite_point_read", "sqlx_pool");
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_point_read(_: &mut Criterion) {}
+
 /// `cached_bearer` ÷ `floor` measured in alternating batches (floor, cached, cached,
 /// floor, …), each batch over the next 2,000 of the 100,000 tokens (the two half the
 /// tokens apart): the median of the per-batch ratios, which the drift of a noisy machine
@@ -399,6 +475,6 @@ fn per_call_latency(
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
-    targets = cached, scopes, uncached
+    targets = cached, scopes, uncached, sqlite_point_read
 }
 criterion_main!(benches);

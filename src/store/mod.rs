@@ -55,6 +55,9 @@ pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use sql::{Dialect, SqlStore};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
@@ -207,8 +210,10 @@ impl ListQuery {
         self.page_size.clamp(1, Self::MAX_PAGE_SIZE)
     }
 
-    /// Whether `r` passes every filter. Stores that filter in memory use this; SQL stores
-    /// must agree with it (the conformance suite checks).
+    /// Whether `r` passes every filter: the one definition of what each filter means.
+    /// Stores that filter in memory use it; the SQL stores' `WHERE` clause
+    /// (`store/sql/query.rs`) and the Redis store's Lua script are its other forms, and
+    /// the store conformance suite compares every store's listings with it.
     pub fn matches(&self, r: &TokenRecord) -> bool {
         let icontains =
             |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());

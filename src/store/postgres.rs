@@ -1,38 +1,45 @@
+//! The PostgreSQL engine of [`SqlStore`]: connecting to a schema, the migration lock and
+//! the change feed by `LISTEN`/`NOTIFY`.
+
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::Postgres;
 
-use crate::record::TokenRecord;
 use crate::store::codec;
-use crate::store::sql::{self, decode_row, Dialect};
-use crate::store::{mask_url, ChangeFeed, ListQuery, Page, StoreError, TokenStore, Touch, Update};
+use crate::store::sql::engine::Engine;
+use crate::store::sql::{migrate, SqlStore};
+use crate::store::{mask_url, ChangeFeed, StoreError};
 use crate::token::TokenId;
 
-const D: Dialect = Dialect::Postgres;
-
-/// Tokens in PostgreSQL, shared by many replicas.
+/// Tokens in PostgreSQL, shared by many replicas: a [`SqlStore`] on PostgreSQL
+/// (everything but the engine is shared with [`SqliteStore`](crate::store::SqliteStore)).
 ///
 /// - Tables live in one schema (default `public`; choose another with
-///   [`connect_with_schema`](Self::connect_with_schema)), created and migrated on connect
-///   under an advisory lock, so replicas starting together do not race
-///   ([`migrate`](Self::migrate) runs it again, idempotently).
+///   [`connect_with_schema`](SqlStore::connect_with_schema)), created and migrated on
+///   connect by sqlx's migrator under an advisory lock on the schema, so replicas
+///   starting together do not race ([`migrate`](SqlStore::migrate) runs it again,
+///   idempotently). The migrator's `_sqlx_migrations` table is in the same schema, so
+///   schemas in one database are independent.
 /// - Listings run in SQL with an index per sort field and one on `(owner, created)`;
 ///   text columns use `COLLATE "C"` so the order is byte-wise, as everywhere in tower-pat.
 ///
 /// # Revocations across replicas
 ///
-/// [`publish_change`](TokenStore::publish_change) sends `pg_notify` on the channel
+/// [`publish_change`](crate::store::TokenStore::publish_change) sends `pg_notify` on the channel
 /// `pat_changes_<schema>` with `<instance id>:<token id>`.
-/// [`follow_changes`](TokenStore::follow_changes) (run by the authenticator's background
+/// [`follow_changes`](crate::store::TokenStore::follow_changes) (run by the authenticator's background
 /// task) holds a [`PgListener`] on that channel and forwards other instances' token ids
 /// (its own are ignored), typically within milliseconds. When the connection drops, it
 /// reconnects (retrying every second) and reports the gap as lost, so the authenticator
 /// drops its whole cache rather than miss a revocation sent meanwhile.
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub type PostgresStore = SqlStore<Postgres>;
+
+/// What a [`PostgresStore`] keeps besides its pool.
 #[derive(Debug)]
-pub struct PostgresStore {
-    pool: PgPool,
+pub struct State {
     schema: String,
     channel: String,
     instance: String,
@@ -51,7 +58,7 @@ fn valid_schema(s: &str) -> bool {
         && !s.as_bytes()[0].is_ascii_digit()
 }
 
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://user:pass@host:5432/db`), using schema `public`,
     /// and migrates it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -80,67 +87,19 @@ impl PostgresStore {
             })?;
         let store = Self {
             pool,
-            schema: schema.to_owned(),
-            channel: format!("pat_changes_{schema}"),
-            instance: codec::instance_id(),
+            state: State {
+                schema: schema.to_owned(),
+                channel: format!("pat_changes_{schema}"),
+                instance: codec::instance_id(),
+            },
         };
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Creates the schema if missing and brings it to the current version, under an
-    /// advisory lock. Runs on connect; safe to run again.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        let failed = |e| StoreError::unavailable("postgresql migration failed", e);
-        let mut tx = self.pool.begin().await.map_err(query_failed)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("tower-pat migrate {}", self.schema))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        // The name was checked by `valid_schema`, so quoting it is enough.
-        sqlx::query(&format!(r#"CREATE SCHEMA IF NOT EXISTS "{}""#, self.schema))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        sqlx::query(sql::SCHEMA_TABLE)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed)?;
-        let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
-        let all = sql::migrations(D);
-        for statements in all.iter().skip(version) {
-            for s in statements.iter() {
-                sqlx::query(s).execute(&mut *tx).await.map_err(failed)?;
-            }
-        }
-        if all.len() > version {
-            sqlx::query("DELETE FROM pat_schema")
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            sqlx::query("INSERT INTO pat_schema (version) VALUES ($1)")
-                .bind(all.len() as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-        }
-        tx.commit().await.map_err(failed)
-    }
-
     /// The schema holding the tables.
     pub fn schema(&self) -> &str {
-        &self.schema
-    }
-
-    /// The connection pool (its connections use this store's schema), for queries of
-    /// your own such as `EXPLAIN`.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.state.schema
     }
 }
 
@@ -190,56 +149,70 @@ async fn listen(pool: &PgPool, channel: &str, instance: &str, feed: &ChangeFeed)
     }
 }
 
-impl PostgresStore {
-    sql::pool_methods!(sqlx::Postgres);
-}
+impl Engine for Postgres {
+    type State = State;
 
-#[async_trait::async_trait]
-impl TokenStore for PostgresStore {
-    async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
-        self.pool_get(id).await
+    fn contains(col: &str) -> (String, &'static str) {
+        (format!("strpos({col}, "), ") > 0")
     }
 
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.pool_insert(record).await
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
     }
 
-    async fn update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
-        self.pool_update(record).await
+    /// In one transaction holding an advisory lock on the schema (sqlx's own lock is
+    /// turned off: it covers the whole database and, being a session lock, would stay
+    /// with a pooled connection whose migration failed).
+    async fn migrate(store: &PostgresStore) -> Result<(), StoreError> {
+        let failed = |e| StoreError::unavailable("postgresql migration failed", e);
+        let migrator = migrate::migrator(migrate::POSTGRES)
+            .await
+            .map_err(|e| StoreError::unavailable("postgresql migration failed", e))?;
+        let mut tx = store.pool.begin().await.map_err(query_failed)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("tower-pat migrate {}", store.state.schema))
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        // The name was checked by `valid_schema`, so quoting it is enough.
+        sqlx::query(&format!(
+            r#"CREATE SCHEMA IF NOT EXISTS "{}""#,
+            store.state.schema
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
+        let legacy: bool = sqlx::query_scalar("SELECT to_regclass('pat_schema') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?;
+        let migrated = async {
+            if legacy {
+                let version: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                migrate::baseline(&mut *tx, &migrator, version.unwrap_or(0)).await?;
+            }
+            migrator.run_direct(&mut *tx).await
+        }
+        .await;
+        migrated.map_err(|e| StoreError::unavailable("postgresql migration failed", e))?;
+        tx.commit().await.map_err(failed)
     }
 
-    async fn replace(
-        &self,
-        old: &TokenRecord,
-        delete_old: bool,
-        new: &TokenRecord,
-    ) -> Result<Update, StoreError> {
-        self.pool_replace(old, delete_old, new).await
-    }
-
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.pool_delete(id).await
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
-        self.pool_list(query).await
-    }
-
-    async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
-        self.pool_touch(id, touch).await
-    }
-
-    async fn publish_change(&self, id: &TokenId) -> Result<(), StoreError> {
+    async fn publish_change(store: &PostgresStore, id: &TokenId) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.channel)
-            .bind(codec::change_payload(&self.instance, id))
-            .execute(&self.pool)
+            .bind(&store.state.channel)
+            .bind(codec::change_payload(&store.state.instance, id))
+            .execute(&store.pool)
             .await
             .map_err(query_failed)?;
         Ok(())
     }
 
-    async fn follow_changes(&self, feed: ChangeFeed) {
-        listen(&self.pool, &self.channel, &self.instance, &feed).await;
+    async fn follow_changes(store: &PostgresStore, feed: ChangeFeed) {
+        let state = &store.state;
+        listen(&store.pool, &state.channel, &state.instance, &feed).await;
     }
 }

@@ -215,6 +215,9 @@ return 1
 /// (padded with spaces), expires before, expires after, last used before, never used
 /// (`1`/`0`), active (`1`/`0`), search (lower-cased).
 /// Returns `{total, {hash fields…}, …}`.
+///
+/// `passes` is the Lua form of [`ListQuery::matches`], which defines what each filter
+/// means; the store conformance suite checks that the listings agree with it.
 static LIST: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"

@@ -1,19 +1,23 @@
+//! The SQLite engine of [`SqlStore`]: connecting, the migration lock, the change table
+//! other processes poll, and point reads on the calling thread.
+
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
+use sqlx::Sqlite;
 
 use crate::record::TokenRecord;
-use crate::store::codec::{self, Flat};
-use crate::store::sql::{self, decode_row, Dialect};
-use crate::store::{mask_url, ChangeFeed, ListQuery, Page, StoreError, TokenStore, Touch, Update};
+use crate::store::codec;
+use crate::store::sql::engine::Engine;
+use crate::store::sql::{migrate, query, SqlStore};
+use crate::store::{mask_url, ChangeFeed, StoreError};
 use crate::token::TokenId;
-
-const D: Dialect = Dialect::Sqlite;
 
 /// How long change rows are kept for other processes to read.
 const CHANGE_RETENTION_SECS: i64 = 600;
@@ -21,13 +25,17 @@ const CHANGE_RETENTION_SECS: i64 = 600;
 /// Tokens in a SQLite file: the embedded default, for one process or a few sharing a
 /// file on one host. Tokens survive restarts.
 ///
-/// - The file is created if missing, the schema is migrated on connect
-///   ([`migrate`](Self::migrate) runs it again, idempotently).
+/// A [`SqlStore`] on SQLite (everything but the engine is shared with
+/// [`PostgresStore`](crate::store::PostgresStore)).
+///
+/// - The file is created if missing, the schema is migrated on connect by sqlx's
+///   migrator, recorded in `_sqlx_migrations` ([`migrate`](SqlStore::migrate) runs it
+///   again, idempotently, holding SQLite's write lock).
 /// - WAL journal mode and a 5 s busy timeout, so several processes can share one file:
 ///   readers never block, writers wait for each other instead of failing.
 /// - Listings run in SQL with an index per sort field (`created`, `last_used`,
 ///   `expires_at`, `name`) and one on `owner`.
-/// - [`get`](TokenStore::get), the one read on the request path (a cache miss), runs on
+/// - [`get`](crate::store::TokenStore::get), the one read on the request path (a cache miss), runs on
 ///   the calling thread through a small pool of plain SQLite connections: a primary-key
 ///   read in WAL mode takes microseconds and does not wait for writers, where a round
 ///   trip to sqlx's connection thread costs tens. Should it have to wait (a busy
@@ -36,10 +44,11 @@ const CHANGE_RETENTION_SECS: i64 = 600;
 ///
 /// # Revocations across processes
 ///
-/// [`publish_change`](TokenStore::publish_change) appends a row to a `pat_changes` table
+/// [`publish_change`](crate::store::TokenStore::publish_change) appends a row to a `pat_changes` table
 /// (an autoincrement revision, the token id and this store's instance id).
-/// [`follow_changes`](TokenStore::follow_changes) (run by the authenticator's background
-/// task) reads rows newer than the last revision it saw every [`POLL_INTERVAL`](Self::POLL_INTERVAL) (one indexed query), so another process's
+/// [`follow_changes`](crate::store::TokenStore::follow_changes) (run by the
+/// authenticator's background task) reads rows newer than the last revision it saw every
+/// [`POLL_INTERVAL`](SqlStore::POLL_INTERVAL) (one indexed query), so another process's
 /// cache drops a revoked token within about 0.5 s (at most `POLL_INTERVAL` plus one
 /// query). Rows older than 10 minutes are pruned.
 ///
@@ -54,9 +63,11 @@ const CHANGE_RETENTION_SECS: i64 = 600;
 /// # }
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// What a [`SqliteStore`] keeps besides its pool.
 #[derive(Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct State {
     /// `None` for `sqlite::memory:` (another connection would see another database).
     readers: Option<Readers>,
     /// `None` for `sqlite::memory:`, which no other process can see.
@@ -91,23 +102,40 @@ impl Readers {
         Ok(conn)
     }
 
-    fn get(&self, id: &TokenId) -> rusqlite::Result<Option<Flat>> {
+    fn get(&self, id: &TokenId) -> rusqlite::Result<Option<query::Columns>> {
         use rusqlite::OptionalExtension as _;
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let flat = conn
-            .prepare_cached(&sql::statements(D).get)?
-            .query_row([id.as_str()], |r| Ok(sql::flat_from_row!(r, get)))
+        let row = conn
+            .prepare_cached(&query::get_text())?
+            .query_row([id.as_str()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                    r.get(12)?,
+                    r.get(13)?,
+                ))
+            })
             .optional()?;
         // Only a connection that just worked goes back to the pool.
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < Self::MAX_IDLE {
             idle.push(conn);
         }
-        Ok(flat)
+        Ok(row)
     }
 }
 
@@ -115,7 +143,7 @@ fn query_failed(e: sqlx::Error) -> StoreError {
     StoreError::unavailable("sqlite query failed", e)
 }
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// How often a subscribed store looks for revocations written by other processes
     /// sharing the file.
     pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -153,61 +181,19 @@ impl SqliteStore {
                 StoreError::unavailable(format!("cannot open SQLite database {}", mask_url(url)), e)
             })?;
         let store = Self {
-            readers: (!memory).then(|| Readers {
-                path,
-                idle: Mutex::new(Vec::new()),
-            }),
             pool,
-            changes: (!memory).then(|| Changes {
-                instance: codec::instance_id(),
-            }),
+            state: State {
+                readers: (!memory).then(|| Readers {
+                    path,
+                    idle: Mutex::new(Vec::new()),
+                }),
+                changes: (!memory).then(|| Changes {
+                    instance: codec::instance_id(),
+                }),
+            },
         };
         store.migrate().await?;
         Ok(store)
-    }
-
-    /// Brings the schema to the current version. Runs on connect; safe to run again and
-    /// from several processes at once (it takes SQLite's write lock first).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(query_failed)?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(query_failed)?;
-        let result = async {
-            sqlx::query(sql::SCHEMA_TABLE).execute(&mut *conn).await?;
-            let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
-                .fetch_one(&mut *conn)
-                .await?;
-            let version = usize::try_from(version.unwrap_or(0)).unwrap_or(0);
-            let all = sql::migrations(D);
-            for statements in all.iter().skip(version) {
-                for s in statements.iter() {
-                    sqlx::query(s).execute(&mut *conn).await?;
-                }
-            }
-            if all.len() > version {
-                sqlx::query("DELETE FROM pat_schema")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("INSERT INTO pat_schema (version) VALUES (?1)")
-                    .bind(all.len() as i64)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok::<_, sqlx::Error>(())
-        }
-        .await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = sqlx::query(end).execute(&mut *conn).await;
-        result.map_err(|e| StoreError::unavailable("sqlite migration failed", e))?;
-        ended.map_err(query_failed)?;
-        Ok(())
-    }
-
-    /// The connection pool, for queries of your own (such as `EXPLAIN QUERY PLAN`).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
     }
 }
 
@@ -251,59 +237,68 @@ async fn poll_changes(pool: &SqlitePool, feed: &ChangeFeed, instance: &str) {
     }
 }
 
-impl SqliteStore {
-    sql::pool_methods!(sqlx::Sqlite);
-}
+impl Engine for Sqlite {
+    type State = State;
 
-#[async_trait::async_trait]
-impl TokenStore for SqliteStore {
-    async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
-        if let Some(readers) = &self.readers {
-            match readers.get(id) {
-                Ok(flat) => return flat.map(Flat::into_record).transpose(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "direct sqlite read failed; reading through the pool")
-                }
+    fn contains(col: &str) -> (String, &'static str) {
+        (format!("instr({col}, "), ") > 0")
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// In one `BEGIN IMMEDIATE` transaction: sqlx's SQLite migrator takes no lock, and
+    /// SQLite's write lock, taken first, keeps processes opening one new file from racing.
+    async fn migrate(store: &SqliteStore) -> Result<(), StoreError> {
+        let failed =
+            |e: sqlx::migrate::MigrateError| StoreError::unavailable("sqlite migration failed", e);
+        let migrator = migrate::migrator(migrate::SQLITE).await.map_err(failed)?;
+        let mut tx = store
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(query_failed)?;
+        let legacy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'pat_schema'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(query_failed)?;
+        if legacy > 0 {
+            let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM pat_schema")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(query_failed)?;
+            migrate::baseline(&mut *tx, &migrator, version.unwrap_or(0))
+                .await
+                .map_err(failed)?;
+        }
+        migrator.run_direct(&mut *tx).await.map_err(failed)?;
+        tx.commit().await.map_err(query_failed)
+    }
+
+    /// Through the direct readers; a failed direct read (a busy database) is retried
+    /// through the pool.
+    fn get_direct(
+        store: &SqliteStore,
+        id: &TokenId,
+    ) -> Option<Result<Option<TokenRecord>, StoreError>> {
+        match store.state.readers.as_ref()?.get(id) {
+            Ok(row) => Some(row.map(query::record).transpose()),
+            Err(e) => {
+                tracing::debug!(error = %e, "direct sqlite read failed; reading through the pool");
+                None
             }
         }
-        self.pool_get(id).await
     }
 
-    async fn insert(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.pool_insert(record).await
-    }
-
-    async fn update(&self, record: &TokenRecord) -> Result<Update, StoreError> {
-        self.pool_update(record).await
-    }
-
-    async fn replace(
-        &self,
-        old: &TokenRecord,
-        delete_old: bool,
-        new: &TokenRecord,
-    ) -> Result<Update, StoreError> {
-        self.pool_replace(old, delete_old, new).await
-    }
-
-    async fn delete(&self, id: &TokenId) -> Result<bool, StoreError> {
-        self.pool_delete(id).await
-    }
-
-    async fn list(&self, query: &ListQuery) -> Result<Page<TokenRecord>, StoreError> {
-        self.pool_list(query).await
-    }
-
-    async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
-        self.pool_touch(id, touch).await
-    }
-
-    async fn publish_change(&self, id: &TokenId) -> Result<(), StoreError> {
-        let Some(changes) = &self.changes else {
+    async fn publish_change(store: &SqliteStore, id: &TokenId) -> Result<(), StoreError> {
+        let Some(changes) = &store.state.changes else {
             return Ok(());
         };
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut tx = self.pool.begin().await.map_err(query_failed)?;
+        let mut tx = store.pool.begin().await.map_err(query_failed)?;
         sqlx::query("INSERT INTO pat_changes (token_id, instance, at) VALUES (?1, ?2, ?3)")
             .bind(id.as_str())
             .bind(&changes.instance)
@@ -319,9 +314,9 @@ impl TokenStore for SqliteStore {
         tx.commit().await.map_err(query_failed)
     }
 
-    async fn follow_changes(&self, feed: ChangeFeed) {
-        if let Some(changes) = &self.changes {
-            poll_changes(&self.pool, &feed, &changes.instance).await;
+    async fn follow_changes(store: &SqliteStore, feed: ChangeFeed) {
+        if let Some(changes) = &store.state.changes {
+            poll_changes(&store.pool, &feed, &changes.instance).await;
         }
     }
 }
@@ -329,6 +324,7 @@ impl TokenStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TokenStore;
 
     #[tokio::test]
     async fn a_failed_direct_read_is_answered_through_the_pool() {
@@ -347,11 +343,17 @@ mod tests {
         );
         store.insert(&record).await.unwrap();
         // Direct connections that cannot open: every read must fall back, not fail.
-        store.readers = Some(Readers {
+        store.state.readers = Some(Readers {
             path: dir.path().join("missing-dir").join("tokens.db"),
             idle: Mutex::new(Vec::new()),
         });
-        assert!(store.readers.as_ref().unwrap().get(&record.id).is_err());
+        assert!(store
+            .state
+            .readers
+            .as_ref()
+            .unwrap()
+            .get(&record.id)
+            .is_err());
         let read = store.get(&record.id).await.unwrap().unwrap();
         assert_eq!((read.id, read.owner.as_str()), (record.id, "alice"));
         assert!(store.get(&TokenId::generate()).await.unwrap().is_none());
