@@ -30,6 +30,7 @@
 //! whole cache is dropped; without the background task, the cache TTL (30 s by default)
 //! is the worst-case staleness.
 
+mod changes;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod codec;
 mod memory;
@@ -48,6 +49,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+pub(crate) use changes::Change;
+pub use changes::ChangeFeed;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -374,85 +377,6 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// [`ChangeFeed::lost`], and the follower drops every cached token.
     async fn follow_changes(&self, feed: ChangeFeed) {
         let _ = feed;
-    }
-}
-
-/// Where [`TokenStore::follow_changes`] reports what other replicas changed. Bounded:
-/// when its reader falls behind, the reports that do not fit become one
-/// [`lost`](Self::lost), which drops every cached token instead.
-#[derive(Debug, Clone)]
-pub struct ChangeFeed {
-    tx: tokio::sync::mpsc::Sender<Change>,
-    overflowed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// One report of a [`ChangeFeed`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Change {
-    /// This token changed.
-    Token(TokenId),
-    /// Reports may have been lost: any cached token may be stale.
-    Lost,
-}
-
-/// The reading end of a [`ChangeFeed`].
-#[derive(Debug)]
-pub(crate) struct ChangeReceiver {
-    rx: tokio::sync::mpsc::Receiver<Change>,
-    overflowed: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl ChangeReceiver {
-    /// The next report; `None` once every feed is dropped.
-    pub(crate) async fn recv(&mut self) -> Option<Change> {
-        use std::sync::atomic::Ordering;
-        let change = self.rx.recv().await;
-        // Reports that did not fit: whatever came, treat it as a loss.
-        if change.is_some() && self.overflowed.swap(false, Ordering::AcqRel) {
-            return Some(Change::Lost);
-        }
-        change
-    }
-}
-
-impl ChangeFeed {
-    /// A feed and the receiver of its reports.
-    pub(crate) fn channel(capacity: usize) -> (Self, ChangeReceiver) {
-        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        (
-            Self {
-                tx,
-                overflowed: overflowed.clone(),
-            },
-            ChangeReceiver { rx, overflowed },
-        )
-    }
-
-    fn send(&self, change: Change) {
-        use tokio::sync::mpsc::error::TrySendError;
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(change) {
-            // The queue is full, so the reader is not waiting: it sees the flag with its
-            // next report.
-            self.overflowed
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-    }
-
-    /// Another replica changed the token `id`.
-    pub fn changed(&self, id: TokenId) {
-        self.send(Change::Token(id));
-    }
-
-    /// Reports may have been missed (the store reconnected): every cached token is
-    /// dropped.
-    pub fn lost(&self) {
-        self.send(Change::Lost);
-    }
-
-    /// Whether the reader is gone: the follower should return.
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
     }
 }
 

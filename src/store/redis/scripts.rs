@@ -1,0 +1,224 @@
+//! The Lua scripts of the Redis store: every write, touch and filtered listing runs on the
+//! server in one script, so a token and its index entries change together.
+//!
+//! Invariants:
+//! - Every script starts with [`PRELUDE`]: `ARGV[1]` is the key prefix, `ARGV[2]` the
+//!   token id; keys are built from the prefix, so the store targets one Redis node.
+//! - A script that writes a token also rewrites its index entries ([`PRELUDE`]'s
+//!   `unindex` before, `index` after), so listings never see one without the other.
+//! - The swap scripts (update, replace) write only when the stored `version` is the one
+//!   given, and never move `last_used` or a sliding `expires_at` backwards.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Shared by every script: key names and index maintenance. `ARGV[1]` is the prefix,
+/// `ARGV[2]` the token id.
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+local function tkey(id) return P .. 't:' .. id end
+local function score(v) if not v then return '+inf' end return v end
+local function unindex(id)
+  local h = redis.call('HMGET', tkey(id), 'owner', 'name')
+  if not h[1] then return end
+  local o = P .. 'o:' .. h[1] .. ':'
+  for _, f in ipairs({'created', 'last_used', 'expires'}) do
+    redis.call('ZREM', P .. 'z:' .. f, id)
+    redis.call('ZREM', o .. f, id)
+  end
+  redis.call('ZREM', P .. 'z:name', h[2] .. '\0' .. id)
+  redis.call('ZREM', o .. 'name', h[2] .. '\0' .. id)
+end
+local function index(id)
+  local h = redis.call('HMGET', tkey(id), 'owner', 'name', 'created', 'last_used', 'expires_at')
+  local o = P .. 'o:' .. h[1] .. ':'
+  for _, k in ipairs({P .. 'z:', o}) do
+    redis.call('ZADD', k .. 'created', h[3], id)
+    redis.call('ZADD', k .. 'last_used', score(h[4]), id)
+    redis.call('ZADD', k .. 'expires', score(h[5]), id)
+    redis.call('ZADD', k .. 'name', 0, h[2] .. '\0' .. id)
+  end
+end
+local id = ARGV[2]
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// `ARGV[3..]`: field, value pairs.
+pub(super) static INSERT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', tkey(id)) == 1 then return 0 end
+redis.call('HSET', tkey(id), unpack(ARGV, 3))
+index(id)
+return 1
+"#,
+    )
+});
+
+/// Shared by [`UPDATE`] and [`REPLACE`]: the compare-and-swap of `TokenStore::update`
+/// for token `tid`, whose new fields are `ARGV[first..last]` (with the next version).
+/// Keeps the later `last_used`, and the later sliding `expires_at` under an unchanged
+/// expiry model. Returns 1 written, 0 no such token, 2 another version.
+const SWAP: &str = r#"
+local function swap(tid, expected, first, last)
+  local k = tkey(tid)
+  if redis.call('EXISTS', k) == 0 then return 0 end
+  local old = redis.call('HMGET', k, 'version', 'last_used', 'expires_at', 'expiry', 'sliding')
+  if (old[1] or '1') ~= expected then return 2 end
+  unindex(tid)
+  redis.call('DEL', k)
+  redis.call('HSET', k, unpack(ARGV, first, last))
+  local new = redis.call('HMGET', k, 'last_used', 'expires_at', 'expiry', 'sliding')
+  if old[2] and (not new[1] or tonumber(old[2]) > tonumber(new[1])) then
+    redis.call('HSET', k, 'last_used', old[2])
+  end
+  if old[5] == '1' and new[4] == '1' and old[4] == new[3] and old[3]
+     and (not new[2] or tonumber(old[3]) > tonumber(new[2])) then
+    redis.call('HSET', k, 'expires_at', old[3])
+  end
+  index(tid)
+  return 1
+end
+"#;
+
+/// `ARGV[3]`: the version read; `ARGV[4..]`: field, value pairs.
+pub(super) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        "{SWAP}{}",
+        r#"
+return swap(id, ARGV[3], 4, #ARGV)
+"#
+    ))
+});
+
+/// `ARGV[2]`, `ARGV[3]`: the old token's id and the version read; `ARGV[4]`: '1' to
+/// delete it; `ARGV[5]`: the new id; `ARGV[6]`: n, the old token's field count, whose
+/// pairs follow (`2n` values), then the new token's pairs. Returns 1 written, 0 no old
+/// token, 2 another version, 3 the new id is taken; nothing is changed unless 1.
+pub(super) static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+    script(&format!(
+        "{SWAP}{}",
+        r#"
+local new_id = ARGV[5]
+if redis.call('EXISTS', tkey(new_id)) == 1 then return 3 end
+local k = tkey(id)
+if redis.call('EXISTS', k) == 0 then return 0 end
+if (redis.call('HGET', k, 'version') or '1') ~= ARGV[3] then return 2 end
+local n = tonumber(ARGV[6])
+if ARGV[4] == '1' then
+  unindex(id)
+  redis.call('DEL', k)
+else
+  swap(id, ARGV[3], 7, 6 + 2 * n)
+end
+redis.call('HSET', tkey(new_id), unpack(ARGV, 7 + 2 * n))
+index(new_id)
+return 1
+"#
+    ))
+});
+
+pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', tkey(id)) == 0 then return 0 end
+unindex(id)
+redis.call('DEL', tkey(id))
+return 1
+"#,
+    )
+});
+
+/// `ARGV[3]`: last used; `ARGV[4]`: new sliding expiry or ''.
+pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local k = tkey(id)
+if redis.call('EXISTS', k) == 0 then return 0 end
+local h = redis.call('HMGET', k, 'last_used', 'expires_at', 'sliding')
+local changed = false
+if not h[1] or tonumber(h[1]) < tonumber(ARGV[3]) then
+  redis.call('HSET', k, 'last_used', ARGV[3]); changed = true
+end
+if ARGV[4] ~= '' and h[3] == '1' and (not h[2] or tonumber(h[2]) < tonumber(ARGV[4])) then
+  redis.call('HSET', k, 'expires_at', ARGV[4]); changed = true
+end
+if changed then unindex(id); index(id) end
+return 1
+"#,
+    )
+});
+
+/// `ARGV[2]`: owner or ''; `ARGV[3]`: sort field; `ARGV[4]`: '1' descending;
+/// `ARGV[5]`, `ARGV[6]`: offset, limit; `ARGV[7]`: '1' when `ARGV[2]` is an owner;
+/// `ARGV[8..15]`: filters, each `-` (absent) or `+<value>`: name (lower-cased), scope
+/// (padded with spaces), expires before, expires after, last used before, never used
+/// (`1`/`0`), active (`1`/`0`), search (lower-cased).
+/// Returns `{total, {hash fields…}, …}`.
+///
+/// `passes` is the Lua form of [`ListQuery::matches`], which defines what each filter
+/// means; the store conformance suite checks that the listings agree with it.
+pub(super) static LIST: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local field, desc = ARGV[3], ARGV[4] == '1'
+local offset, limit = tonumber(ARGV[5]), tonumber(ARGV[6])
+local key
+if ARGV[7] == '1' then key = P .. 'o:' .. ARGV[2] .. ':' .. field else key = P .. 'z:' .. field end
+local function opt(i) local v = ARGV[i]; if string.sub(v, 1, 1) == '+' then return string.sub(v, 2) end return nil end
+local f_name, f_scope, f_eb, f_ea = opt(8), opt(9), opt(10), opt(11)
+local f_ub, f_never, f_active, f_search = opt(12), opt(13), opt(14), opt(15)
+local filtered = f_name or f_scope or f_eb or f_ea or f_ub or f_never or f_active or f_search
+local function member_id(m) if field == 'name' then return string.sub(m, -16) end return m end
+local function range(a, b)
+  if desc then return redis.call('ZREVRANGE', key, a, b) end
+  return redis.call('ZRANGE', key, a, b)
+end
+local function has(hay, needle) return string.find(hay, needle, 1, true) ~= nil end
+local function num(v) if v then return tonumber(v) end return nil end
+local function passes(id)
+  local h = redis.call('HMGET', tkey(id), 'name_lc', 'owner_lc', 'scopes', 'expires_at', 'last_used', 'active')
+  local exp, used = num(h[4]), num(h[5])
+  if f_name and not has(h[1], f_name) then return false end
+  if f_scope and not has(' ' .. h[3] .. ' ', f_scope) then return false end
+  if f_eb and not (exp and exp < tonumber(f_eb)) then return false end
+  if f_ea and exp and not (exp > tonumber(f_ea)) then return false end
+  if f_ub and not (used and used < tonumber(f_ub)) then return false end
+  if f_never == '1' and used then return false end
+  if f_never == '0' and not used then return false end
+  if f_active and h[6] ~= f_active then return false end
+  if f_search and not (has(h[1], f_search) or has(h[2], f_search)) then return false end
+  return true
+end
+local ids = {}
+local total = 0
+if not filtered then
+  total = redis.call('ZCARD', key)
+  if limit > 0 then
+    for _, m in ipairs(range(offset, offset + limit - 1)) do ids[#ids + 1] = member_id(m) end
+  end
+else
+  local start, chunk = 0, 500
+  while true do
+    local ms = range(start, start + chunk - 1)
+    if #ms == 0 then break end
+    for _, m in ipairs(ms) do
+      local tid = member_id(m)
+      if passes(tid) then
+        total = total + 1
+        if total > offset and #ids < limit then ids[#ids + 1] = tid end
+      end
+    end
+    start = start + chunk
+  end
+end
+local out = {total}
+for _, tid in ipairs(ids) do out[#out + 1] = redis.call('HGETALL', tkey(tid)) end
+return out
+"#,
+    )
+});
