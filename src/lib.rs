@@ -85,7 +85,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(feature = "prefetch"), forbid(unsafe_code))]
 
-// The request's path, in order.
+// The request's path (rustfmt sorts them; the crate docs above give the order).
 mod authenticator;
 mod cache;
 mod clock;
@@ -106,6 +106,7 @@ mod token;
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+mod events;
 pub mod manage;
 
 // The decision.
@@ -115,6 +116,8 @@ pub use authenticator::{
 pub use error::{AuthError, InvalidReason};
 pub use limit::AttemptLimiter;
 pub use manage::{CreatedToken, NewToken};
+// Lifecycle events.
+pub use events::{Event, EventActor, EventKind, EventSink, Origin, TracingSink};
 // Tokens and scopes.
 pub use expiry::{parse_duration, DurationError, Expiry};
 pub use scope::{NodePerm, Scope, ScopeError, ScopeHierarchy, ScopeSet};

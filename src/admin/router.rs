@@ -16,6 +16,7 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::error::{ApiError, ErrorBody};
+use crate::events::Origin;
 use crate::manage::filter::{apply_filter, parse_order};
 use crate::manage::json_patch;
 use crate::manage::{
@@ -41,15 +42,29 @@ pub struct TokenList {
     pub results: Vec<TokenView>,
 }
 
-/// The caller, from the [`Principal`] that [`crate::PatLayer`] put in the request.
-struct Caller(Actor);
+/// The caller, from the [`Principal`] that [`crate::PatLayer`] put in the request, and
+/// where the request came from (the connection's address, the `User-Agent`), for events.
+struct Caller(Actor, Origin);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Principal>() {
-            Some(p) => Ok(Caller(Actor::Principal(p.clone()))),
+            Some(p) => {
+                let client = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip().to_canonical());
+                let user_agent = parts
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                Ok(Caller(
+                    Actor::Principal(p.clone()),
+                    Origin::new(client, user_agent),
+                ))
+            }
             None => {
                 let challenge = parts
                     .extensions
@@ -223,10 +238,11 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 )]
 async fn create_token(
     State(m): State<Manager>,
-    Caller(actor): Caller,
+    Caller(actor, origin): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let m = m.with_origin(origin);
     let req: CreateTokenRequest = required_json(&headers, &body)?;
     let issued = m.create(&actor, req).await?;
     Ok(issued_response(StatusCode::CREATED, &issued))
@@ -260,7 +276,7 @@ async fn create_token(
 )]
 async fn list_tokens(
     State(m): State<Manager>,
-    Caller(actor): Caller,
+    Caller(actor, _): Caller,
     OriginalUri(uri): OriginalUri,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -355,7 +371,7 @@ fn encode(s: &str) -> String {
 )]
 async fn get_token(
     State(m): State<Manager>,
-    Caller(actor): Caller,
+    Caller(actor, _): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let view = m.get(&actor, &id).await?;
@@ -379,11 +395,12 @@ async fn get_token(
 )]
 async fn patch_token(
     State(m): State<Manager>,
-    Caller(actor): Caller,
+    Caller(actor, origin): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let m = m.with_origin(origin);
     if !matches!(
         media_type(&headers).as_deref(),
         Some("application/json-patch+json" | "application/json")
@@ -412,10 +429,11 @@ async fn patch_token(
 )]
 async fn delete_token(
     State(m): State<Manager>,
-    Caller(actor): Caller,
+    Caller(actor, origin): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let m = m.with_origin(origin);
     m.delete_if(&actor, &id, if_match(&headers)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -437,11 +455,12 @@ async fn delete_token(
 )]
 async fn rotate_token(
     State(m): State<Manager>,
-    Caller(actor): Caller,
+    Caller(actor, origin): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let m = m.with_origin(origin);
     let mut req: RotateRequest = optional_json(&body)?;
     req.if_version = if_match(&headers)?;
     let status = if req.new_id {

@@ -9,6 +9,9 @@
 //!   returns at once), so no write and no change is handled twice.
 //! - The future holds the authenticator weakly: it ends when the last clone is dropped,
 //!   or when [`Authenticator::shutdown`] is called.
+//! - Lifecycle events are delivered to the sinks beside the loop, not in it: a slow sink
+//!   delays other events, never a write-back or a change; on shutdown the events already
+//!   queued are delivered before the future returns.
 //! - A use is never lost by the queue: a token queued for writing is also listed in the
 //!   write-behind list until written, so the final flush writes what the queue did not.
 
@@ -24,6 +27,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::{Authenticator, Inner};
 use crate::cache::CachedToken;
+use crate::events;
 use crate::store::{Change, ChangeFeed, StoreError, TokenStore};
 
 /// Write-backs waiting for the background task; more wait in the write-behind list.
@@ -89,7 +93,8 @@ impl Authenticator {
     ///   revocation made elsewhere reaches this cache within milliseconds (PostgreSQL,
     ///   Redis) or half a second (SQLite), instead of within the cache TTL;
     /// - writes uses behind, at most once per token per refresh interval;
-    /// - forgets clients whose failed-attempt window has passed.
+    /// - forgets clients whose failed-attempt window has passed;
+    /// - delivers lifecycle events to the event sinks.
     ///
     /// It runs until [`shutdown`](Self::shutdown) or until the last clone of the
     /// authenticator is dropped. Only the first future made does anything.
@@ -118,17 +123,32 @@ impl Authenticator {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        let events = self.inner.events.take_receiver();
+        let sinks = self.inner.events.sinks.clone();
         let weak = Arc::downgrade(&self.inner);
         let store = self.inner.store.clone();
         let stop = self.inner.tasks.stop.clone();
         let future = async move {
-            let Some(due) = taken else {
+            let (Some(due), Some(mut events)) = (taken, events) else {
                 tracing::warn!(
                     "tower-pat: Authenticator::background was called twice; the second one does nothing"
                 );
                 return;
             };
-            run(weak, store, stop, due).await;
+            // Sinks are awaited beside the loop, so a slow one delays no write-back and
+            // no change: the loop ends on shutdown, then what is queued is delivered.
+            let deliver_all = async {
+                while let Some(event) = events.recv().await {
+                    events::deliver(&sinks, &event).await;
+                }
+            };
+            tokio::select! {
+                () = run(weak, store, stop, due) => {}
+                () = deliver_all => {}
+            }
+            while let Ok(event) = events.try_recv() {
+                events::deliver(&sinks, &event).await;
+            }
         };
         Background {
             future: Box::pin(future),

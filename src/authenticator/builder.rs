@@ -10,6 +10,7 @@ use moka::future::Cache;
 use super::{Authenticator, Hasher, Inner, Tasks};
 use crate::cache::{Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::{Clock, SystemClock};
+use crate::events::{EventSink, Events, TracingSink, DEFAULT_EVENT_CAPACITY};
 use crate::limit::AttemptLimiter;
 use crate::scope::ScopeHierarchy;
 use crate::store::TokenStore;
@@ -29,6 +30,8 @@ pub struct AuthenticatorBuilder {
     store_timeout: Duration,
     refresh_interval: Option<Duration>,
     limiter: AttemptLimiter,
+    sinks: Vec<Arc<dyn EventSink>>,
+    event_capacity: usize,
 }
 
 impl fmt::Debug for AuthenticatorBuilder {
@@ -110,6 +113,27 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Adds a sink for lifecycle events (created, changed, rotated, disabled, …); the
+    /// default has one, [`TracingSink`]. Sinks run in the background task
+    /// ([`Authenticator::background`]), never on a request's path.
+    pub fn with_event_sink(mut self, sink: impl EventSink) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Replaces every event sink (none: events are not kept at all).
+    pub fn with_event_sinks(mut self, sinks: Vec<Arc<dyn EventSink>>) -> Self {
+        self.sinks = sinks;
+        self
+    }
+
+    /// Most events waiting for the sinks (default 4,096); more are dropped and counted
+    /// ([`Authenticator::events_dropped`]).
+    pub fn with_event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
     /// Builds the authenticator. It starts nothing: spawn
     /// [`Authenticator::background`] for the work outside requests.
     pub fn build(self) -> Authenticator {
@@ -137,6 +161,7 @@ impl AuthenticatorBuilder {
             limiter: self.limiter,
             interner: ScopeInterner::default(),
             tasks: Tasks::default(),
+            events: Events::new(self.sinks, self.event_capacity),
         });
         Authenticator { inner }
     }
@@ -157,6 +182,8 @@ impl Authenticator {
             store_timeout: Duration::from_secs(5),
             refresh_interval: None,
             limiter: AttemptLimiter::default(),
+            sinks: vec![Arc::new(TracingSink)],
+            event_capacity: DEFAULT_EVENT_CAPACITY,
         }
     }
 }

@@ -20,6 +20,7 @@ use moka::future::Cache;
 use crate::cache::{CachedToken, Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::Clock;
 use crate::error::{AuthError, InvalidReason};
+use crate::events::{Event, Events};
 use crate::limit::AttemptLimiter;
 use crate::principal::Principal;
 use crate::record::TokenRecord;
@@ -99,6 +100,8 @@ struct Inner {
     interner: ScopeInterner,
     /// What the background future shares.
     tasks: Tasks,
+    /// Lifecycle events waiting for the background future's sinks.
+    events: Events,
 }
 
 impl fmt::Debug for Authenticator {
@@ -156,6 +159,18 @@ impl Authenticator {
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.inner.with_timeout(call).await
+    }
+
+    /// Queues a lifecycle event for the sinks; never waits (a full queue drops it, counted
+    /// by [`events_dropped`](Self::events_dropped)).
+    pub(crate) fn emit(&self, event: Event) {
+        self.inner.events.emit(event);
+    }
+
+    /// Events dropped because the queue was full (the background task not running, or
+    /// its sinks too slow).
+    pub fn events_dropped(&self) -> u64 {
+        self.inner.events.dropped()
     }
 
     /// Whether failed attempts are limited per client (else the client is not needed).

@@ -13,6 +13,7 @@ use super::validate::{check_name, check_owner};
 use super::view::{IssuedToken, TokenView};
 use crate::authenticator::Authenticator;
 use crate::clock;
+use crate::events::{Event, EventKind, Origin};
 use crate::expiry::{parse_duration, Expiry};
 use crate::record::{PreviousSecret, TokenRecord};
 use crate::scope::Scope;
@@ -108,6 +109,7 @@ pub struct Manager {
     auth: Authenticator,
     scopes: ManagementScopes,
     policy: ExpiryPolicy,
+    origin: Origin,
 }
 
 impl Manager {
@@ -120,6 +122,7 @@ impl Manager {
             auth,
             scopes: ManagementScopes::default(),
             policy: ExpiryPolicy::default(),
+            origin: Origin::default(),
         }
     }
 
@@ -141,6 +144,14 @@ impl Manager {
     #[must_use]
     pub fn with_policy(mut self, policy: ExpiryPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// This manager acting for a request from `origin`: the events of its changes carry
+    /// the request's client address and user agent (the admin router does this).
+    #[must_use]
+    pub fn with_origin(mut self, origin: Origin) -> Self {
+        self.origin = origin;
         self
     }
 
@@ -193,6 +204,43 @@ impl Manager {
             )),
         }
     }
+    /// Queues a lifecycle event about `record`, done by `actor` from this manager's
+    /// [`Origin`].
+    fn emit(&self, actor: &Actor, record: &TokenRecord, kind: EventKind) {
+        self.auth.emit(Event {
+            at: self.auth.clock().now(),
+            token_id: record.id,
+            owner: record.owner.clone(),
+            actor: actor.to_event_actor(),
+            client: self.origin.client,
+            user_agent: self.origin.user_agent.clone(),
+            kind,
+        });
+    }
+
+    /// The events of a patch that turned `before` into `after`: the fields that changed,
+    /// then a disable or an enable.
+    fn emit_changes(&self, actor: &Actor, before: &TokenRecord, after: &TokenRecord) {
+        let mut fields = Vec::new();
+        if before.name != after.name {
+            fields.push("name".to_owned());
+        }
+        if before.scopes != after.scopes {
+            fields.push("scopes".to_owned());
+        }
+        if before.expiry != after.expiry || before.expires_at != after.expires_at {
+            fields.push("expiry".to_owned());
+        }
+        if !fields.is_empty() {
+            self.emit(actor, after, EventKind::Changed { fields });
+        }
+        match (before.active, after.active) {
+            (true, false) => self.emit(actor, after, EventKind::Disabled),
+            (false, true) => self.emit(actor, after, EventKind::Enabled),
+            _ => {}
+        }
+    }
+
     pub(super) async fn io<T>(
         &self,
         fut: impl Future<Output = Result<T, StoreError>>,
@@ -285,7 +333,7 @@ impl Manager {
             }))
             .await?;
         self.invalidate(&created.record.id).await;
-        tracing::info!(token_id = %created.record.id, owner = %created.record.owner, "token created");
+        self.emit(actor, &created.record, EventKind::Created);
         Ok(IssuedToken {
             view: TokenView::from(&created.record),
             token: created.token,
@@ -423,7 +471,7 @@ impl Manager {
                 Update::Written => {
                     next.version = record.version.wrapping_add(1);
                     self.invalidate(&next.id).await;
-                    tracing::info!(token_id = %next.id, "token changed");
+                    self.emit_changes(actor, &record, &next);
                     return Ok(TokenView::from(&next));
                 }
                 Update::Stale => {
@@ -457,7 +505,7 @@ impl Manager {
             return Err(ManageError::not_found(id));
         }
         self.invalidate(&record.id).await;
-        tracing::info!(token_id = %record.id, "token deleted");
+        self.emit(actor, &record, EventKind::Deleted);
         Ok(())
     }
 
@@ -518,12 +566,12 @@ impl Manager {
             self.invalidate(&record.id).await;
             let replaces = if req.new_id {
                 self.invalidate(&view.id).await;
-                tracing::info!(token_id = %view.id, replaces = %record.id, "token rotated to a new id");
                 Some(record.id)
             } else {
-                tracing::info!(token_id = %view.id, "token rotated");
                 None
             };
+            let new_id = req.new_id.then_some(view.id);
+            self.emit(actor, &record, EventKind::Rotated { new_id });
             return Ok(IssuedToken {
                 view: TokenView::from(&view),
                 token: minted.token,

@@ -5,6 +5,7 @@
 use time::OffsetDateTime;
 
 use super::error::ManageError;
+use crate::events::EventActor;
 use crate::expiry::Expiry;
 use crate::principal::Principal;
 use crate::scope::{Scope, ScopeSet};
@@ -19,6 +20,19 @@ pub enum Actor {
     /// `pat:write`; `pat:admin` for every owner), never more scopes than the token grants
     /// and never an end later than its own.
     Principal(Principal),
+}
+
+impl Actor {
+    /// Who this is, as events record it.
+    pub(crate) fn to_event_actor(&self) -> EventActor {
+        match self {
+            Actor::Operator => EventActor::Operator,
+            Actor::Principal(p) => EventActor::Token {
+                id: *p.token_id(),
+                owner: p.owner().to_owned(),
+            },
+        }
+    }
 }
 
 impl From<Principal> for Actor {

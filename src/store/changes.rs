@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::token::TokenId;
 
-/// Where [`TokenStore::follow_changes`] reports what other replicas changed. Bounded:
+/// Where [`TokenStore::follow_changes`](super::TokenStore::follow_changes) reports what other replicas changed. Bounded:
 /// when its reader falls behind, the reports that do not fit become one
 /// [`lost`](Self::lost), which drops every cached token instead.
 #[derive(Debug, Clone)]
