@@ -314,6 +314,28 @@ impl TokenFormat {
         &self.prefix
     }
 
+    /// A regular expression (Rust `regex`, PCRE, RE2 and Go syntax alike) that matches
+    /// tokens of this format in text, for secret scanners: the prefix, `_`, the 16-character
+    /// id, `_`, then 28 characters of secret and checksum, between word boundaries. A
+    /// match is a candidate; [`parse`](Self::parse) (or `pat token check --offline`) also
+    /// checks its checksum.
+    ///
+    /// ```
+    /// use tower_pat::TokenFormat;
+    ///
+    /// assert_eq!(
+    ///     TokenFormat::default().scanner_pattern(),
+    ///     r"\bpat_[0-9A-Za-z]{16}_[0-9A-Za-z]{28}\b"
+    /// );
+    /// ```
+    pub fn scanner_pattern(&self) -> String {
+        format!(
+            r"\b{}_[0-9A-Za-z]{{{ID_LEN}}}_[0-9A-Za-z]{{{}}}\b",
+            self.prefix,
+            SECRET_LEN + CHECKSUM_LEN
+        )
+    }
+
     /// Total length of a token in this format.
     pub fn token_len(&self) -> usize {
         self.prefix.len() + 1 + ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
