@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use support::{env, limiter_from_env};
 use tower_pat::layer::node_scopes;
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
-use tower_pat::{Authenticator, PatLayer, Principal, RequireScopesLayer, ScopeSet};
+use tower_pat::{AttemptLimiter, Authenticator, PatLayer, Principal, RequireScopesLayer, ScopeSet};
 
 async fn run() -> Result<(), String> {
     let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
@@ -67,8 +67,13 @@ async fn run() -> Result<(), String> {
         )
         .route_layer(RequireScopesLayer::from_policy(node_scopes("/nodes/")))
         .route("/whoami", get(|p: Principal| async move { Json(p) }))
-        .merge(tower_pat::admin::router(manager))
-        .layer(PatLayer::new(auth.clone()));
+        .merge(tower_pat::admin::router(manager.clone()))
+        .layer(PatLayer::new(auth.clone()))
+        // Leaked-token reports need no token: outside the layer.
+        .merge(tower_pat::admin::revoke_router_with_limit(
+            manager,
+            revoke_limit_from_env()?,
+        ));
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -89,6 +94,23 @@ async fn run() -> Result<(), String> {
     .await
     .map_err(|e| format!("server failed: {e}"))?;
     support::shutdown(&auth).await
+}
+
+/// Leaked-token reports per client per hour: `PAT_REVOKE_LIMIT` (default 60, `0` = no
+/// limit).
+fn revoke_limit_from_env() -> Result<AttemptLimiter, String> {
+    let max: u32 = match env("PAT_REVOKE_LIMIT") {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("PAT_REVOKE_LIMIT: {v:?} is not a number"))?,
+        None => 60,
+    };
+    Ok(if max == 0 {
+        AttemptLimiter::disabled()
+    } else {
+        AttemptLimiter::new(max, std::time::Duration::from_secs(3600))
+    })
 }
 
 #[tokio::main]

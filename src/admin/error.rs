@@ -30,6 +30,7 @@ pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
     realm: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -43,6 +44,7 @@ impl ApiError {
                 details: Vec::new(),
             },
             realm: None,
+            retry_after: None,
         }
     }
 
@@ -60,6 +62,17 @@ impl ApiError {
             "authentication required: send a personal access token as 'Authorization: Bearer <token>'",
         );
         e.realm = Some(realm.to_owned());
+        e
+    }
+
+    /// 429 with `Retry-After`: this client made too many requests of a limited route.
+    pub(crate) fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many requests from this client; see Retry-After",
+        );
+        e.retry_after = Some(retry_after.as_secs().max(1));
         e
     }
 
@@ -141,6 +154,9 @@ impl IntoResponse for ApiError {
                 RETRY_AFTER,
                 HeaderValue::from(STORE_RETRY_AFTER.as_secs().max(1)),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            h.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(realm) = self.realm {
             if let Ok(v) = HeaderValue::try_from(format!("Bearer realm=\"{realm}\"")) {

@@ -29,6 +29,7 @@
 //! | `DELETE /personal-access-tokens/{id}` | 204 |
 //! | `POST /personal-access-tokens/{id}/rotate` | the new token value; `{"grace": "1h", "new_id": false}` |
 //! | `GET /personal-access-tokens/openapi.json` | the OpenAPI 3 document |
+//! | `POST /personal-access-tokens/revoke` | leaked-token reports, no authentication ([`revoke_router`], outside the layer): always 202 |
 //!
 //! Errors are `{"error", "message", "details"}` with 400, 401, 403 (`insufficient_scope`
 //! naming the management scope needed, `forbidden`, `policy`), 404, 409, 412 (a stale
@@ -43,9 +44,42 @@ mod router;
 
 pub use error::{ApiError, ErrorBody};
 pub use openapi::document;
-pub use router::{AdminApi, TokenList, BASE};
+pub use router::{AdminApi, RevokeAnswer, RevokeRequest, TokenList, BASE};
 
 /// The admin router: mount it behind [`PatLayer`](crate::PatLayer).
 pub fn router(manager: crate::manage::Manager) -> axum::Router {
     router::routes(manager, document())
+}
+
+/// `POST /personal-access-tokens/revoke`, where anyone who found leaked tokens reports
+/// them (GitHub's `/credentials/revoke`): mount it **outside** [`PatLayer`](crate::PatLayer),
+/// since a finder holds no token of their own. At most 60 reports an hour per client
+/// address (the connection's: serve with `into_make_service_with_connect_info`); see
+/// [`revoke_router_with_limit`] for another limit, or none.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use axum::Router;
+/// use tower_pat::{admin, manage::Manager, Authenticator, MemoryStore, PatLayer};
+///
+/// # let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+/// let manager = Manager::new(auth.clone());
+/// let app: Router = Router::new()
+///     .merge(admin::router(manager.clone()))
+///     .layer(PatLayer::new(auth))
+///     .merge(admin::revoke_router(manager));
+/// # let _ = app;
+/// ```
+pub fn revoke_router(manager: crate::manage::Manager) -> axum::Router {
+    let limit = crate::AttemptLimiter::new(60, std::time::Duration::from_secs(3600));
+    revoke_router_with_limit(manager, limit)
+}
+
+/// [`revoke_router`] with `limit` counting every report per client (each report counts
+/// as one attempt; [`AttemptLimiter::disabled`](crate::AttemptLimiter::disabled): none).
+pub fn revoke_router_with_limit(
+    manager: crate::manage::Manager,
+    limit: crate::AttemptLimiter,
+) -> axum::Router {
+    router::revoke_routes(manager, limit)
 }

@@ -197,6 +197,37 @@ fn patch_operation() -> Value {
     })
 }
 
+/// `POST …/revoke`: outside the layer, so none of its answers and no security; its own
+/// refusals, and a required body.
+fn revoke_path(doc: &mut Value, base: &str) {
+    let Some(o) = doc
+        .get_mut("paths")
+        .and_then(|p| p.get_mut(format!("{base}/revoke")))
+        .and_then(|p| p.get_mut("post"))
+    else {
+        return;
+    };
+    if let Some(responses) = o.get_mut("responses").and_then(Value::as_object_mut) {
+        for (status, description) in [
+            (
+                "400",
+                "Not a JSON object with a `tokens` array of at most 1,000 strings",
+            ),
+            ("415", "Not application/json"),
+            ("429", "Too many reports from this client; see Retry-After"),
+            ("503", "Token store unavailable; see Retry-After"),
+        ] {
+            responses.insert(status.to_owned(), error(description));
+        }
+    }
+    if let Some(o) = o.as_object_mut() {
+        o.insert("security".into(), json!([]));
+        if let Some(b) = o.get_mut("requestBody").and_then(Value::as_object_mut) {
+            b.insert("required".into(), json!(true));
+        }
+    }
+}
+
 /// The answers of the layer in front, on every route.
 fn layer_answers() -> [(&'static str, &'static str); 4] {
     [
@@ -226,6 +257,7 @@ type Operation = (
 
 fn paths(doc: &mut Value) {
     let base = crate::admin::BASE;
+    revoke_path(doc, base);
     let ops: [Operation; 7] = [
         (base.to_owned(), "post", &[
             ("400", "Bad input (names the field or scope), or no JSON body"),

@@ -17,6 +17,7 @@ use utoipa::OpenApi;
 
 use super::error::{ApiError, ErrorBody};
 use crate::events::Origin;
+use crate::limit::AttemptLimiter;
 use crate::manage::filter::{apply_filter, parse_order};
 use crate::manage::json_patch;
 use crate::manage::{
@@ -482,6 +483,84 @@ async fn openapi_json(document: Arc<Value>) -> Response {
     json_response(StatusCode::OK, &*document)
 }
 
+/// A report of leaked tokens (`POST /personal-access-tokens/revoke`).
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The tokens found, at most 1,000; malformed or unknown ones are skipped.
+    #[schema(max_items = 1000)]
+    pub tokens: Vec<String>,
+}
+
+/// The answer to a leaked-token report: the same whatever the tokens were.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RevokeAnswer {
+    /// How many entries the report had.
+    pub received: usize,
+}
+
+/// What the leaked-token route needs: the manager, and a per-client request limit.
+#[derive(Clone)]
+pub(super) struct Revoke {
+    manager: Manager,
+    limiter: AttemptLimiter,
+}
+
+/// Largest report body read (1,000 tokens and JSON around them).
+const MAX_REPORT_BYTES: usize = 256 * 1024;
+
+/// The leaked-token route, with `limiter` counting every request per client.
+pub(super) fn revoke_routes(manager: Manager, limiter: AttemptLimiter) -> Router {
+    Router::new()
+        .route(&format!("{BASE}/revoke"), post(revoke_leaked))
+        .with_state(Revoke { manager, limiter })
+}
+
+/// Report leaked tokens.
+///
+/// No authentication: whoever found a token may revoke it. Every listed token whose
+/// secret matches is disabled (not deleted) with a `revoked_as_leaked` event; malformed
+/// and unknown entries are skipped. The answer is always 202 and does not say which
+/// tokens were valid. Limited per client (60 requests an hour by default).
+#[utoipa::path(
+    post,
+    path = "/personal-access-tokens/revoke",
+    request_body = RevokeRequest,
+    responses((status = 202, description = "Taken; says nothing about the tokens", body = RevokeAnswer))
+)]
+async fn revoke_leaked(
+    State(r): State<Revoke>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    if let Some(client) = client {
+        let keys = crate::limit::Keys {
+            client,
+            username: None,
+        };
+        let now = r.manager.authenticator().clock().unix_now();
+        if let Err(retry_after) = r.limiter.check(keys, now) {
+            return Err(ApiError::too_many_requests(retry_after));
+        }
+        r.limiter.failure(keys, now);
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_REPORT_BYTES)
+        .await
+        .map_err(|_| ManageError::bad_input("tokens", "the report is too large"))?;
+    let report: RevokeRequest = required_json(&parts.headers, &body)?;
+    r.manager.revoke_leaked(&report.tokens).await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &RevokeAnswer {
+            received: report.tokens.len(),
+        },
+    ))
+}
+
 struct BearerScheme;
 
 impl utoipa::Modify for BearerScheme {
@@ -512,9 +591,12 @@ impl utoipa::Modify for BearerScheme {
         patch_token,
         delete_token,
         rotate_token,
-        openapi_json
+        openapi_json,
+        revoke_leaked
     ),
     components(schemas(
+        RevokeRequest,
+        RevokeAnswer,
         CreateTokenRequest,
         RotateRequest,
         TokenView,

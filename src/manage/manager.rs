@@ -13,7 +13,7 @@ use super::validate::{check_name, check_owner};
 use super::view::{IssuedToken, TokenView};
 use crate::authenticator::Authenticator;
 use crate::clock;
-use crate::events::{Event, EventKind, Origin};
+use crate::events::{Event, EventActor, EventKind, Origin};
 use crate::expiry::{parse_duration, Expiry};
 use crate::record::{PreviousSecret, TokenRecord};
 use crate::scope::Scope;
@@ -207,11 +207,16 @@ impl Manager {
     /// Queues a lifecycle event about `record`, done by `actor` from this manager's
     /// [`Origin`].
     fn emit(&self, actor: &Actor, record: &TokenRecord, kind: EventKind) {
+        self.emit_as(actor.to_event_actor(), record, kind);
+    }
+
+    /// [`emit`](Self::emit) for an actor of the system's own.
+    pub(super) fn emit_as(&self, actor: EventActor, record: &TokenRecord, kind: EventKind) {
         self.auth.emit(Event {
             at: self.auth.clock().now(),
             token_id: record.id,
             owner: record.owner.clone(),
-            actor: actor.to_event_actor(),
+            actor,
             client: self.origin.client,
             user_agent: self.origin.user_agent.clone(),
             kind,
@@ -248,7 +253,7 @@ impl Manager {
         self.auth.store_call(fut).await.map_err(ManageError::from)
     }
 
-    async fn invalidate(&self, id: &TokenId) {
+    pub(super) async fn invalidate(&self, id: &TokenId) {
         if let Err(e) = self.auth.invalidate(id).await {
             // The change is stored; other replicas see it within their cache TTL.
             tracing::warn!(token_id = %id, error = %e, "could not tell other replicas about a token change");

@@ -49,6 +49,7 @@
 mod error;
 pub(crate) mod filter;
 pub(crate) mod json_patch;
+mod leaked;
 mod manager;
 mod mint;
 mod request;
@@ -61,6 +62,7 @@ pub use filter::{apply_filter, parse_order};
 pub use json_patch::{
     apply as apply_patch, parse as parse_patch, Patch, PatchError, PatchErrorKind, PatchOperation,
 };
+pub use leaked::MAX_LEAKED_TOKENS;
 pub use manager::Manager;
 pub use mint::{CreatedToken, NewToken};
 pub use request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
