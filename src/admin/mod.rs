@@ -39,6 +39,7 @@
 //! schemathesis in CI.
 
 mod error;
+mod json;
 mod openapi;
 mod router;
 

@@ -2,33 +2,31 @@
 //! compare-and-swap and cache invalidation; who may do what is in `rights`.
 
 use std::future::Future;
-use std::time::Duration;
 
 use super::error::ManageError;
 use super::json_patch::{self, Patch};
 use super::mint::NewToken;
-use super::request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, RotateRequest, TokenPatch};
+use super::request::{parse_scopes, CreateTokenRequest, ExpiryPolicy, TokenPatch};
 use super::rights::{within, Actor, ManagementScopes, Right};
 use super::validate::{check_name, check_owner};
 use super::view::{IssuedToken, TokenView};
 use crate::authenticator::Authenticator;
-use crate::clock;
 use crate::events::{Event, EventActor, EventKind, Origin};
-use crate::expiry::{parse_duration, Expiry};
-use crate::record::{PreviousSecret, TokenRecord};
+use crate::expiry::Expiry;
+use crate::record::TokenRecord;
 use crate::scope::Scope;
 use crate::store::{ListQuery, Page, StoreError, Update};
-use crate::token::{MintedToken, TokenId};
+use crate::token::TokenId;
 use time::OffsetDateTime;
 
 /// Tries of a change whose token another writer changed in between (fields it does not
 /// touch), before it is answered as a conflict.
-const MAX_TRIES: usize = 8;
+pub(super) const MAX_TRIES: usize = 8;
 
 /// The fields an operation writes: a concurrent change to any of them is a conflict, a
 /// change to others is merged by trying again.
 #[derive(Debug, Clone, Copy, Default)]
-struct Fields {
+pub(super) struct Fields {
     name: bool,
     scopes: bool,
     active: bool,
@@ -37,7 +35,7 @@ struct Fields {
 }
 
 impl Fields {
-    const SECRET: Fields = Fields {
+    pub(super) const SECRET: Fields = Fields {
         name: false,
         scopes: false,
         active: false,
@@ -106,10 +104,10 @@ impl Fields {
 /// Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Manager {
-    auth: Authenticator,
-    scopes: ManagementScopes,
-    policy: ExpiryPolicy,
-    origin: Origin,
+    pub(super) auth: Authenticator,
+    pub(super) scopes: ManagementScopes,
+    pub(super) policy: ExpiryPolicy,
+    pub(super) origin: Origin,
 }
 
 impl Manager {
@@ -206,7 +204,7 @@ impl Manager {
     }
     /// Queues a lifecycle event about `record`, done by `actor` from this manager's
     /// [`Origin`].
-    fn emit(&self, actor: &Actor, record: &TokenRecord, kind: EventKind) {
+    pub(super) fn emit(&self, actor: &Actor, record: &TokenRecord, kind: EventKind) {
         self.emit_as(actor.to_event_actor(), record, kind);
     }
 
@@ -261,7 +259,11 @@ impl Manager {
     }
 
     /// The record, if `actor` may see it; anything else is `NotFound`.
-    async fn visible(&self, actor: &Actor, id: &str) -> Result<TokenRecord, ManageError> {
+    pub(super) async fn visible(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<TokenRecord, ManageError> {
         let parsed: TokenId = id.parse().map_err(|_| ManageError::not_found(id))?;
         match self.io(self.auth.store().get(&parsed)).await? {
             Some(r) if self.scopes.owns(actor, &r.owner) => Ok(r),
@@ -271,7 +273,7 @@ impl Manager {
 
     /// The record again after a write found it changed: refused if `if_version` was
     /// given, or if another writer changed `fields` since `first` was read.
-    async fn reread(
+    pub(super) async fn reread(
         &self,
         actor: &Actor,
         id: &str,
@@ -294,7 +296,7 @@ impl Manager {
     }
 
     /// Refuses `record` unless it is at `if_version` (when given).
-    fn expect(record: &TokenRecord, if_version: Option<u64>) -> Result<(), ManageError> {
+    pub(super) fn expect(record: &TokenRecord, if_version: Option<u64>) -> Result<(), ManageError> {
         match if_version {
             Some(v) if v != record.version => Err(ManageError::PreconditionFailed {
                 current: record.version,
@@ -513,124 +515,10 @@ impl Manager {
         self.emit(actor, &record, EventKind::Deleted);
         Ok(())
     }
-
-    /// Rotates a token: a new secret for the same id, or a new linked token (see
-    /// [`RotateRequest`]). The old secret works until the grace period ends, or not at
-    /// all without one. The token keeps its expiry: rotation never extends its end.
-    /// Replacing by a new id is one atomic store step: afterwards the old token is
-    /// gone (or ends with the grace period) and the new one exists, or neither changed.
-    pub async fn rotate(
-        &self,
-        actor: &Actor,
-        id: &str,
-        req: RotateRequest,
-    ) -> Result<IssuedToken, ManageError> {
-        self.scopes.require(actor, Right::Write)?;
-        let grace = req
-            .grace
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .map_err(|e| ManageError::bad_input("grace", e.to_string()))?;
-        let mut record = self.visible(actor, id).await?;
-        Self::expect(&record, req.if_version)?;
-        let first = record.clone();
-        let format = self.auth.format();
-        let minted = if req.new_id {
-            format.mint()
-        } else {
-            format.mint_with_id(record.id)
-        };
-        for _ in 0..MAX_TRIES {
-            let now = self.auth.clock().now();
-            let done = if req.new_id {
-                self.rotate_to_new_id(&record, &minted, grace, now).await?
-            } else {
-                let mut r = record.clone();
-                r.previous_secret = grace.map(|g| PreviousSecret {
-                    hash: record.secret_hash,
-                    valid_until: clock::add(now, g),
-                });
-                r.secret_hash = minted.secret_hash;
-                r.modified = now;
-                match self.io(self.auth.store().update(&r)).await? {
-                    Update::Written => {
-                        r.version = record.version.wrapping_add(1);
-                        Some(r)
-                    }
-                    Update::Stale => None,
-                    _ => return Err(ManageError::not_found(id)),
-                }
-            };
-            let Some(view) = done else {
-                record = self
-                    .reread(actor, id, req.if_version, Fields::SECRET, &first)
-                    .await?;
-                continue;
-            };
-            self.invalidate(&record.id).await;
-            let replaces = if req.new_id {
-                self.invalidate(&view.id).await;
-                Some(record.id)
-            } else {
-                None
-            };
-            let new_id = req.new_id.then_some(view.id);
-            self.emit(actor, &record, EventKind::Rotated { new_id });
-            return Ok(IssuedToken {
-                view: TokenView::from(&view),
-                token: minted.token,
-                replaces,
-            });
-        }
-        Err(busy())
-    }
-
-    /// One try of a rotation to a new id: the new record, or `None` when the old one
-    /// changed since it was read.
-    async fn rotate_to_new_id(
-        &self,
-        record: &TokenRecord,
-        minted: &MintedToken,
-        grace: Option<Duration>,
-        now: OffsetDateTime,
-    ) -> Result<Option<TokenRecord>, ManageError> {
-        let mut new = TokenRecord::new(
-            minted.id,
-            record.owner.clone(),
-            record.name.clone(),
-            record.scopes.clone(),
-            record.expiry,
-            minted.secret_hash,
-            now,
-        );
-        // The same expiry model, so the same end: rotation never extends it.
-        new.active = record.active;
-        let old = grace.map(|g| {
-            let end = clock::add(now, g);
-            let end = record.expires_at.map_or(end, |e| e.min(end));
-            let mut old = record.clone();
-            old.expiry = Expiry::HardLimit { expires_at: end };
-            old.expires_at = Some(end);
-            old.modified = now;
-            old
-        });
-        let done = self
-            .io(self
-                .auth
-                .store()
-                .replace(old.as_ref().unwrap_or(record), old.is_none(), &new))
-            .await?;
-        match done {
-            Update::Written => Ok(Some(new)),
-            Update::Stale => Ok(None),
-            _ => Err(ManageError::not_found(record.id.as_str())),
-        }
-    }
 }
 
 /// The answer when a token kept changing under a change.
-fn busy() -> ManageError {
+pub(super) fn busy() -> ManageError {
     ManageError::Conflict {
         message: "the token kept changing while this change was tried; try again".into(),
     }

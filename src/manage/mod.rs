@@ -54,6 +54,7 @@ mod manager;
 mod mint;
 mod request;
 mod rights;
+mod rotate;
 mod validate;
 mod view;
 
