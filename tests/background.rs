@@ -90,7 +90,8 @@ async fn it_ends_with_the_last_clone_of_the_authenticator() {
 async fn a_second_background_future_does_nothing() {
     let (_store, _clock, auth) = setup();
     let first = tokio::spawn(auth.background());
-    // The second returns at once; the first keeps running.
+    tokio::task::yield_now().await; // the first one is polled: the work is its
+                                    // The second returns at once; the first keeps running.
     tokio::time::timeout(Duration::from_secs(2), auth.background())
         .await
         .expect("a second background future returns at once");
@@ -101,4 +102,46 @@ async fn a_second_background_future_does_nothing() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_use_that_never_becomes_due_is_written_within_a_refresh_interval() {
+    let (store, _clock, auth) = setup();
+    let background = tokio::spawn(auth.background());
+    let created = auth.create(NewToken::new("alice", "once")).await.unwrap();
+    // Used once, within the interval of its load: not due, only pending.
+    auth.authenticate(created.token.expose()).await.unwrap();
+    let mut written = false;
+    for _ in 0..150 {
+        let record = store.get(&created.record.id).await.unwrap().unwrap();
+        if record.last_used.is_some() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(written, "the periodic flush did not write the pending use");
+    auth.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), background)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_background_future_dropped_unpolled_leaves_the_work_to_the_next() {
+    let (_store, _clock, auth) = setup();
+    drop(auth.background());
+    let background = tokio::spawn(auth.background());
+    tokio::task::yield_now().await;
+    assert!(!background.is_finished(), "the second future runs the loop");
+    // Shutdown is final: it stops this one, and one made afterwards stops at once.
+    auth.shutdown().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), background)
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), auth.background())
+        .await
+        .expect("a background future made after shutdown returns at once");
 }

@@ -426,6 +426,8 @@ pub struct RevokeAnswer {
 pub(super) struct Revoke {
     manager: Manager,
     limiter: AttemptLimiter,
+    /// Set once a report without a client address has been logged.
+    warned: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Largest report body read (1,000 tokens and JSON around them).
@@ -435,7 +437,11 @@ const MAX_REPORT_BYTES: usize = 256 * 1024;
 pub(super) fn revoke_routes(manager: Manager, limiter: AttemptLimiter) -> Router {
     Router::new()
         .route(&format!("{BASE}/revoke"), post(revoke_leaked))
-        .with_state(Revoke { manager, limiter })
+        .with_state(Revoke {
+            manager,
+            limiter,
+            warned: Arc::default(),
+        })
 }
 
 /// Report leaked tokens.
@@ -468,6 +474,12 @@ async fn revoke_leaked(
             return Err(ApiError::too_many_requests(retry_after));
         }
         r.limiter.failure(keys, now);
+    } else if r.limiter.is_enabled() && !r.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "tower-pat: a leaked-token report came with no client address, so reports are not \
+             limited (this is logged once): serve with \
+             `into_make_service_with_connect_info::<SocketAddr>()`"
+        );
     }
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, MAX_REPORT_BYTES)

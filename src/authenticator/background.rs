@@ -5,15 +5,20 @@
 //! Invariants:
 //! - Nothing here starts by itself: [`Authenticator::build`](super::AuthenticatorBuilder::build)
 //!   spawns nothing, and the work runs only while the application polls the future.
-//! - At most one background future of an authenticator does anything (a second one
-//!   returns at once), so no write and no change is handled twice.
+//! - At most one background future of an authenticator does anything (the first one
+//!   polled; another returns at once), so no write and no change is handled twice.
 //! - The future holds the authenticator weakly: it ends when the last clone is dropped,
 //!   or when [`Authenticator::shutdown`] is called.
 //! - Lifecycle events are delivered to the sinks beside the loop, not in it: a slow sink
 //!   delays other events, never a write-back or a change; on shutdown the events already
 //!   queued are delivered before the future returns.
-//! - A use is never lost by the queue: a token queued for writing is also listed in the
-//!   write-behind list until written, so the final flush writes what the queue did not.
+//! - A use is never lost by the queue: a token queued for writing stays dirty (and listed
+//!   in the write-behind list) until a write takes it, a failed write marks it again, and
+//!   [`Authenticator::shutdown`] waits for the loop to finish the write it is in before it
+//!   flushes what is left. A periodic flush (once a refresh interval) writes tokens that
+//!   were used once and never became due.
+//! - Shutdown is final and sticky (a `watch`): a background future made after it stops at
+//!   once.
 
 use std::fmt;
 use std::future::Future;
@@ -23,7 +28,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::{Authenticator, Inner};
 use crate::cache::CachedToken;
@@ -45,7 +50,10 @@ pub(super) struct Tasks {
     warned: AtomicBool,
     due: mpsc::Sender<Arc<CachedToken>>,
     due_rx: Mutex<Option<mpsc::Receiver<Arc<CachedToken>>>>,
-    stop: Arc<Notify>,
+    /// Set (for good) by [`Authenticator::shutdown`].
+    stop: watch::Sender<bool>,
+    /// Woken when a background future has finished (or was dropped).
+    done: Notify,
 }
 
 impl Default for Tasks {
@@ -56,7 +64,8 @@ impl Default for Tasks {
             warned: AtomicBool::new(false),
             due,
             due_rx: Mutex::new(Some(due_rx)),
-            stop: Arc::new(Notify::new()),
+            stop: watch::Sender::new(false),
+            done: Notify::new(),
         }
     }
 }
@@ -97,7 +106,8 @@ impl Authenticator {
     /// - delivers lifecycle events to the event sinks.
     ///
     /// It runs until [`shutdown`](Self::shutdown) or until the last clone of the
-    /// authenticator is dropped. Only the first future made does anything.
+    /// authenticator is dropped. One future does the work: the first one polled; another
+    /// returns at once.
     ///
     /// Without it, changes made by other replicas are seen only when the cache TTL
     /// lapses, and each due write-behind write is spawned on its own (the first such
@@ -116,78 +126,121 @@ impl Authenticator {
     /// # }
     /// ```
     pub fn background(&self) -> Background {
-        let taken = self
-            .inner
-            .tasks
-            .due_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let events = self.inner.events.take_receiver();
-        let sinks = self.inner.events.sinks.clone();
         let weak = Arc::downgrade(&self.inner);
         let store = self.inner.store.clone();
-        let stop = self.inner.tasks.stop.clone();
+        let stop = self.inner.tasks.stop.subscribe();
         let future = async move {
-            let (Some(due), Some(mut events)) = (taken, events) else {
+            // What the loop needs is taken when it first runs, so a future dropped unpolled
+            // leaves it for another.
+            let Some(inner) = weak.upgrade() else { return };
+            let due = inner
+                .tasks
+                .due_rx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let events = inner.events.take_receiver();
+            let (Some(due), Some(mut events)) = (due, events) else {
                 tracing::warn!(
                     "tower-pat: Authenticator::background was called twice; the second one does nothing"
                 );
                 return;
             };
+            let sinks = inner.events.sinks.clone();
+            let refresh = inner.refresh_interval.unwrap_or(Duration::from_secs(60));
+            inner.tasks.running.store(true, Ordering::Release);
+            let _running = Running(weak.clone());
+            drop(inner);
             // Sinks are awaited beside the loop, so a slow one delays no write-back and
-            // no change: the loop ends on shutdown, then what is queued is delivered.
+            // no change. Both stop on shutdown; an event being delivered then is delivered
+            // whole, and what is queued after it too.
+            let mut stop_events = stop.clone();
             let deliver_all = async {
-                while let Some(event) = events.recv().await {
+                loop {
+                    tokio::select! {
+                        biased;
+                        event = events.recv() => match event {
+                            Some(event) => events::deliver(&sinks, &event).await,
+                            None => break,
+                        },
+                        () = stopped(&mut stop_events) => break,
+                    }
+                }
+                while let Ok(event) = events.try_recv() {
                     events::deliver(&sinks, &event).await;
                 }
             };
-            tokio::select! {
-                () = run(weak, store, stop, due) => {}
-                () = deliver_all => {}
-            }
-            while let Ok(event) = events.try_recv() {
-                events::deliver(&sinks, &event).await;
-            }
+            tokio::join!(run(weak, store, stop, due, refresh), deliver_all);
         };
         Background {
             future: Box::pin(future),
         }
     }
 
-    /// Stops the [`background`](Self::background) future (it returns soon after) and
+    /// Stops the [`background`](Self::background) future and waits until it has finished
+    /// what it was doing (a write, an event being delivered, the events queued), then
     /// writes every pending use to the store ([`flush`](Self::flush)). Call once, when
-    /// the server has stopped taking requests; returns how many tokens were written.
+    /// the server has stopped taking requests; it is final: a background future made
+    /// afterwards stops at once. Returns how many tokens the flush wrote.
     pub async fn shutdown(&self) -> Result<usize, StoreError> {
-        self.inner.tasks.stop.notify_one();
+        let tasks = &self.inner.tasks;
+        let done = tasks.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        tasks.stop.send_replace(true);
+        if tasks.running.load(Ordering::Acquire) {
+            done.await;
+        }
         self.flush().await
     }
 }
 
-/// The loop of a [`Background`].
+/// Marks the background future as not running when it ends or is dropped, and wakes a
+/// [`Authenticator::shutdown`] waiting for it.
+struct Running(Weak<Inner>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.tasks.running.store(false, Ordering::Release);
+            inner.tasks.done.notify_waiters();
+        }
+    }
+}
+
+/// Resolves once shutdown has been asked for (or the authenticator is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// The loop of a [`Background`]: changes, due writes, the limiter's sweep and a periodic
+/// write of what is pending, until shutdown or until the authenticator is gone.
 async fn run(
     weak: Weak<Inner>,
     store: Arc<dyn TokenStore>,
-    stop: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
     mut due: mpsc::Receiver<Arc<CachedToken>>,
+    refresh: Duration,
 ) {
-    let sweep_period = {
-        let Some(inner) = weak.upgrade() else { return };
-        inner.tasks.running.store(true, Ordering::Release);
-        inner.limiter.sweep_period()
+    let Some(sweep_period) = weak.upgrade().map(|inner| inner.limiter.sweep_period()) else {
+        return;
     };
     let (feed, mut changes) = ChangeFeed::channel(CHANGE_CAPACITY);
     let follow = store.follow_changes(feed);
     tokio::pin!(follow);
-    let mut following = true;
+    let (mut following, mut reading) = (true, true);
     let mut sweep = tokio::time::interval(sweep_period.unwrap_or(Duration::from_secs(3600)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A token used once and then not again is never due: write what is pending once a
+    // refresh interval.
+    let mut flush = tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(WRITES_PER_TURN);
     loop {
         tokio::select! {
             biased;
-            () = stop.notified() => break,
-            change = changes.recv(), if following => {
+            () = stopped(&mut stop) => break,
+            change = changes.recv(), if reading => {
                 let Some(inner) = weak.upgrade() else { break };
                 match change {
                     Some(Change::Token(id)) => inner.invalidate_local(&id).await,
@@ -195,7 +248,7 @@ async fn run(
                         tracing::warn!("token change messages may have been lost; clearing the cache");
                         inner.invalidate_all_local();
                     }
-                    None => following = false,
+                    None => reading = false,
                 }
             }
             n = due.recv_many(&mut batch, WRITES_PER_TURN) => {
@@ -204,10 +257,14 @@ async fn run(
                     break;
                 }
                 let Some(inner) = weak.upgrade() else { break };
-                for token in batch.drain(..) {
-                    let _ = inner.write_back(&token).await;
-                }
+                // Side by side: a slow store costs one timeout a batch, not one a token.
+                let writes = batch.drain(..).map(|token| {
+                    let inner = &inner;
+                    async move { inner.write_back(&token).await }
+                });
+                futures_util::future::join_all(writes).await;
             }
+            // The follower ends; what it reported is still read until the feed is empty.
             () = &mut follow, if following => following = false,
             _ = sweep.tick(), if sweep_period.is_some() => {
                 let Some(inner) = weak.upgrade() else { break };
@@ -216,10 +273,11 @@ async fn run(
                     tracing::trace!(swept, "forgot clients whose failed-attempt window passed");
                 }
             }
+            _ = flush.tick() => {
+                let Some(inner) = weak.upgrade() else { break };
+                let _ = Authenticator { inner }.flush().await;
+            }
         }
-    }
-    if let Some(inner) = weak.upgrade() {
-        inner.tasks.running.store(false, Ordering::Release);
     }
 }
 
@@ -230,10 +288,12 @@ impl Inner {
     pub(super) fn write_due(self: &Arc<Self>, token: &Arc<CachedToken>) {
         let tasks = &self.tasks;
         if tasks.running.load(Ordering::Acquire) {
-            // A full queue leaves the use pending in the write-behind list: the next due
-            // write or the final flush writes it.
-            let _ = tasks.due.try_send(token.clone());
-            return;
+            // A full queue leaves the use pending in the write-behind list: the periodic
+            // or the final flush writes it.
+            match tasks.due.try_send(token.clone()) {
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                _ => return,
+            }
         }
         if !tasks.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(

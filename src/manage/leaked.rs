@@ -26,7 +26,9 @@ impl Manager {
     /// replaced one still inside its grace period), with a `revoked_as_leaked` event each;
     /// skips malformed, unknown and wrong entries and tokens already disabled. Needs no
     /// rights: holding the token is the right. Returns how many were disabled (the HTTP
-    /// route does not tell). More than [`MAX_LEAKED_TOKENS`] entries is a bad input.
+    /// route does not tell). A store failure skips the entry (and is logged), so the
+    /// answer does not depend on which entries were valid. More than
+    /// [`MAX_LEAKED_TOKENS`] entries is a bad input.
     pub async fn revoke_leaked<S: AsRef<str>>(&self, tokens: &[S]) -> Result<usize, ManageError> {
         if tokens.len() > MAX_LEAKED_TOKENS {
             return Err(ManageError::bad_input(
@@ -42,7 +44,9 @@ impl Manager {
             };
             let hash = parsed.secret_hash();
             for _ in 0..TRIES {
-                let Some(mut record) = self.io(auth.store().get(&parsed.id)).await? else {
+                // A store error skips the entry: the answer must not differ for valid ones.
+                let read = self.io(auth.store().get(&parsed.id)).await;
+                let Ok(Some(mut record)) = read.inspect_err(store_failed) else {
                     break;
                 };
                 let now = auth.clock().now();
@@ -51,20 +55,28 @@ impl Manager {
                 }
                 record.active = false;
                 record.modified = now;
-                match self.io(auth.store().update(&record)).await? {
-                    Update::Written => {
-                        self.invalidate(&record.id).await;
+                match self.io(auth.store().update(&record)).await {
+                    Ok(Update::Written) => {
                         self.emit_as(EventActor::System, &record, EventKind::RevokedAsLeaked);
+                        self.invalidate(&record.id).await;
                         disabled += 1;
                         break;
                     }
-                    Update::Stale => continue,
-                    _ => break,
+                    Ok(Update::Stale) => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        store_failed(&e);
+                        break;
+                    }
                 }
             }
         }
         Ok(disabled)
     }
+}
+
+fn store_failed(e: &ManageError) {
+    tracing::warn!(error = %e, "a leaked-token report entry was skipped: the store failed");
 }
 
 /// Whether `hash` is the record's secret, or its replaced secret still in its grace.

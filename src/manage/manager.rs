@@ -339,8 +339,8 @@ impl Manager {
                 expiry,
             }))
             .await?;
-        self.invalidate(&created.record.id).await;
         self.emit(actor, &created.record, EventKind::Created);
+        self.invalidate(&created.record.id).await;
         Ok(IssuedToken {
             view: TokenView::from(&created.record),
             token: created.token,
@@ -477,8 +477,8 @@ impl Manager {
             match self.io(self.auth.store().update(&next)).await? {
                 Update::Written => {
                     next.version = record.version.wrapping_add(1);
-                    self.invalidate(&next.id).await;
                     self.emit_changes(actor, &record, &next);
+                    self.invalidate(&next.id).await;
                     return Ok(TokenView::from(&next));
                 }
                 Update::Stale => {
@@ -511,8 +511,8 @@ impl Manager {
         if !self.io(self.auth.store().delete(&record.id)).await? {
             return Err(ManageError::not_found(id));
         }
-        self.invalidate(&record.id).await;
         self.emit(actor, &record, EventKind::Deleted);
+        self.invalidate(&record.id).await;
         Ok(())
     }
 }

@@ -72,6 +72,10 @@ impl Manager {
                     .await?;
                 continue;
             };
+            // The event first: a client that hangs up during the invalidation below must
+            // not leave a rotation without its event.
+            let new_id = req.new_id.then_some(view.id);
+            self.emit(actor, &record, EventKind::Rotated { new_id });
             self.invalidate(&record.id).await;
             let replaces = if req.new_id {
                 self.invalidate(&view.id).await;
@@ -79,8 +83,6 @@ impl Manager {
             } else {
                 None
             };
-            let new_id = req.new_id.then_some(view.id);
-            self.emit(actor, &record, EventKind::Rotated { new_id });
             return Ok(IssuedToken {
                 view: TokenView::from(&view),
                 token: minted.token,
