@@ -66,10 +66,13 @@ impl ChangeFeed {
     fn send(&self, change: Change) {
         use tokio::sync::mpsc::error::TrySendError;
         if let Err(TrySendError::Full(_)) = self.tx.try_send(change) {
-            // The queue is full, so the reader is not waiting: it sees the flag with its
-            // next report.
+            // The queue was full, so the reader was not waiting: it sees the flag with its
+            // next report. It may have emptied the queue since and be waiting now, with
+            // no next report coming: send one, which it reads as a loss. (Still full: it
+            // is not waiting.)
             self.overflowed
                 .store(true, std::sync::atomic::Ordering::Release);
+            let _ = self.tx.try_send(Change::Lost);
         }
     }
 
@@ -87,5 +90,34 @@ impl ChangeFeed {
     /// Whether the reader is gone: the follower should return.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reports_that_do_not_fit_become_one_loss() {
+        let (feed, mut rx) = ChangeFeed::channel(2);
+        let (a, b, c) = (
+            TokenId::generate(),
+            TokenId::generate(),
+            TokenId::generate(),
+        );
+        feed.changed(a);
+        feed.changed(b);
+        feed.changed(c); // does not fit
+        assert_eq!(
+            rx.recv().await,
+            Some(Change::Lost),
+            "the overflow is seen first"
+        );
+        assert_eq!(rx.recv().await, Some(Change::Token(b)));
+        feed.lost();
+        assert_eq!(rx.recv().await, Some(Change::Lost));
+        assert!(!feed.is_closed());
+        drop(rx);
+        assert!(feed.is_closed());
     }
 }
