@@ -111,15 +111,7 @@ async fn a_use_that_never_becomes_due_is_written_within_a_refresh_interval() {
     let created = auth.create(NewToken::new("alice", "once")).await.unwrap();
     // Used once, within the interval of its load: not due, only pending.
     auth.authenticate(created.token.expose()).await.unwrap();
-    let mut written = false;
-    for _ in 0..150 {
-        let record = store.get(&created.record.id).await.unwrap().unwrap();
-        if record.last_used.is_some() {
-            written = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let written = stored_use_reaches(&store, &created.record.id, i64::MIN).await;
     assert!(written, "the periodic flush did not write the pending use");
     auth.shutdown().await.unwrap();
     tokio::time::timeout(Duration::from_secs(2), background)

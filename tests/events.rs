@@ -2,10 +2,13 @@
 //! request's origin, and no secret; sinks run in the background task, and a slow one
 //! blocks no request and no write-back.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use common::events::Collect;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
@@ -14,34 +17,6 @@ use tower_pat::{
     admin, Authenticator, Event, EventActor, EventKind, EventSink, MemoryStore, NewToken, Origin,
     PatLayer,
 };
-
-/// Keeps every event it is given.
-#[derive(Debug, Default, Clone)]
-struct Collect(Arc<Mutex<Vec<Event>>>);
-
-#[async_trait::async_trait]
-impl EventSink for Collect {
-    async fn record(&self, event: &Event) {
-        self.0.lock().unwrap().push(event.clone());
-    }
-}
-
-impl Collect {
-    fn events(&self) -> Vec<Event> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Waits up to 2 s for `n` events.
-    async fn wait_for(&self, n: usize) -> Vec<Event> {
-        for _ in 0..100 {
-            if self.0.lock().unwrap().len() >= n {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.events()
-    }
-}
 
 /// Blocks on every event until released.
 #[derive(Debug, Clone)]

@@ -2,32 +2,22 @@
 //! only a matching secret disables (never deletes) a token, the answer says nothing about
 //! which entries were valid, and each client is limited.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use common::events::Collect;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager, RotateRequest};
-use tower_pat::{
-    admin, Authenticator, Event, EventActor, EventKind, EventSink, MemoryStore, PatLayer,
-    TokenFormat,
-};
-
-#[derive(Debug, Default, Clone)]
-struct Collect(Arc<Mutex<Vec<Event>>>);
-
-#[async_trait::async_trait]
-impl EventSink for Collect {
-    async fn record(&self, event: &Event) {
-        self.0.lock().unwrap().push(event.clone());
-    }
-}
+use tower_pat::{admin, Authenticator, EventActor, EventKind, MemoryStore, PatLayer, TokenFormat};
 
 struct Env {
     app: Router,
@@ -139,7 +129,7 @@ async fn only_a_matching_secret_disables_and_the_answer_tells_nothing() {
     assert!(e.auth.authenticate(other.as_str()).await.is_ok());
     // One event, for the leaked token, by nobody in particular.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let events = e.events.0.lock().unwrap().clone();
+    let events = e.events.events();
     let leaks: Vec<_> = events
         .iter()
         .filter(|ev| ev.kind == EventKind::RevokedAsLeaked)
@@ -153,9 +143,7 @@ async fn only_a_matching_secret_disables_and_the_answer_tells_nothing() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let leaks = e
         .events
-        .0
-        .lock()
-        .unwrap()
+        .events()
         .iter()
         .filter(|ev| ev.kind == EventKind::RevokedAsLeaked)
         .count();

@@ -275,7 +275,7 @@ async fn run(
             }
             _ = flush.tick() => {
                 let Some(inner) = weak.upgrade() else { break };
-                let _ = Authenticator { inner }.flush().await;
+                let _ = inner.flush().await;
             }
         }
     }

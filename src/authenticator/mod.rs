@@ -197,18 +197,7 @@ impl Authenticator {
     /// shutdown. Returns how many tokens were written; the first error is returned after
     /// trying them all (failed ones stay pending).
     pub async fn flush(&self) -> Result<usize, StoreError> {
-        let pending = self.inner.write_behind.take();
-        let mut written = 0;
-        let mut first_err = None;
-        for live in &pending {
-            match self.inner.write_back(live).await {
-                Ok(()) => written += 1,
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        first_err.map_or(Ok(written), Err)
+        self.inner.flush().await
     }
 
     /// Tokens in the cache now (approximate).
@@ -452,6 +441,22 @@ impl Inner {
         if live.claim_write(now) {
             self.write_due(live);
         }
+    }
+
+    /// [`Authenticator::flush`].
+    async fn flush(&self) -> Result<usize, StoreError> {
+        let pending = self.write_behind.take();
+        let mut written = 0;
+        let mut first_err = None;
+        for live in &pending {
+            match self.write_back(live).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(written), Err)
     }
 
     async fn write_back(&self, live: &Arc<CachedToken>) -> Result<(), StoreError> {
