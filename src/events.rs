@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
@@ -41,7 +41,7 @@ pub(crate) const MAX_USER_AGENT_LEN: usize = 256;
 ///     }
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Event {
     /// When it happened.
@@ -64,7 +64,7 @@ pub struct Event {
 }
 
 /// What happened to a token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
@@ -104,11 +104,19 @@ pub enum EventKind {
 }
 
 mod seconds {
+    use serde::Deserialize as _;
+
     pub(super) fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<std::time::Duration, D::Error> {
+        u64::deserialize(d).map(std::time::Duration::from_secs)
     }
 }
 
@@ -132,7 +140,7 @@ impl EventKind {
 }
 
 /// Who did what an [`Event`] records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventActor {
@@ -171,9 +179,10 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// An origin with this address and user agent (cleaned: at most 256 characters, no
-    /// control characters).
+    /// An origin with this address (IPv4-mapped IPv6 addresses as IPv4) and user agent
+    /// (cleaned: at most 256 characters, no control characters).
     pub fn new(client: Option<IpAddr>, user_agent: Option<&str>) -> Self {
+        let client = client.map(|c| c.to_canonical());
         let user_agent = user_agent
             .map(|ua| {
                 ua.chars()
@@ -196,6 +205,40 @@ impl Origin {
 pub trait EventSink: Send + Sync + fmt::Debug + 'static {
     /// Records one event.
     async fn record(&self, event: &Event);
+}
+
+impl Origin {
+    /// Whether neither the address nor the user agent is known.
+    pub fn is_empty(&self) -> bool {
+        self.client.is_none() && self.user_agent.is_none()
+    }
+}
+
+/// Writes every event to the token store's audit log
+/// ([`TokenStore::append_events`](crate::store::TokenStore::append_events)), where the
+/// admin API (`GET /personal-access-tokens/events`) and `pat token events` read it.
+/// Added by default by [`AuthenticatorBuilder`](crate::AuthenticatorBuilder) (see
+/// [`with_audit_log`](crate::AuthenticatorBuilder::with_audit_log)); a failed write is
+/// logged, and the event is lost to the audit log only.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    store: Arc<dyn crate::store::TokenStore>,
+}
+
+impl AuditLog {
+    /// The audit log of `store`.
+    pub fn new(store: Arc<dyn crate::store::TokenStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for AuditLog {
+    async fn record(&self, event: &Event) {
+        if let Err(e) = self.store.append_events(std::slice::from_ref(event)).await {
+            tracing::warn!(error = %e, event = event.kind.name(), token_id = %event.token_id, "could not write an event to the audit log");
+        }
+    }
 }
 
 /// Logs every event with `tracing` at `INFO` (target `tower_pat::events`): the default

@@ -117,7 +117,7 @@ pub use error::{AuthError, InvalidReason};
 pub use limit::AttemptLimiter;
 pub use manage::{CreatedToken, NewToken};
 // Lifecycle events.
-pub use events::{Event, EventActor, EventKind, EventSink, Origin, TracingSink};
+pub use events::{AuditLog, Event, EventActor, EventKind, EventSink, Origin, TracingSink};
 // Tokens and scopes.
 pub use expiry::{parse_duration, DurationError, Expiry};
 pub use scope::{NodePerm, Scope, ScopeError, ScopeHierarchy, ScopeSet};

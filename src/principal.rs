@@ -30,6 +30,9 @@ pub struct Principal {
     expires_at: Option<OffsetDateTime>,
     /// The challenge of the layer that accepted the token, for inner layers' refusals.
     challenge: Option<Challenge>,
+    /// What the use still needs that the HTTP layer finishes
+    /// (`followup` bits; 0 for most uses).
+    followup: u8,
 }
 
 impl std::fmt::Debug for Principal {
@@ -50,7 +53,27 @@ impl Principal {
             live,
             expires_at,
             challenge: None,
+            followup: 0,
         }
+    }
+
+    /// The cached entry.
+    pub(crate) fn entry(&self) -> &Arc<CachedToken> {
+        &self.live
+    }
+
+    pub(crate) fn set_followup(&mut self, bits: u8) {
+        self.followup = bits;
+    }
+
+    /// Whether the use needs finishing (`Authenticator::follow_up`).
+    #[inline]
+    pub(crate) fn has_followup(&self) -> bool {
+        self.followup != 0
+    }
+
+    pub(crate) fn take_followup(&mut self) -> u8 {
+        std::mem::take(&mut self.followup)
     }
 
     fn data(&self) -> &PrincipalData {

@@ -1,9 +1,11 @@
 //! The stored form of a token: [`TokenRecord`].
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::events::Origin;
 use crate::expiry::Expiry;
 use crate::scope::ScopeSet;
 use crate::token::{SecretHash, TokenId};
@@ -36,6 +38,16 @@ pub struct TokenRecord {
     pub secret_hash: SecretHash,
     /// After a rotation with a grace period: the old secret's hash and when it stops working.
     pub previous_secret: Option<PreviousSecret>,
+    /// Where the token was created from: the client address and user agent of the
+    /// management request (empty when it was made by an operator or server-side code).
+    pub created_from: Origin,
+    /// Where the token was last used from, as of its last write-behind write (at most
+    /// one write per refresh interval, so the newest use of the interval wins).
+    pub last_used_from: Origin,
+    /// The last distinct client addresses it was used from, newest first (at most
+    /// [`TokenRecord::RECENT_CLIENTS`]): a use from an address not among them is a
+    /// [`NewClientAddress`](crate::EventKind::NewClientAddress) event.
+    pub recent_clients: Vec<IpAddr>,
     /// The record's version: 1 when created, one more with every
     /// [`TokenStore::update`](crate::store::TokenStore::update), which writes only over the
     /// version it was given (compare-and-swap). Use ([`TokenStore::touch`](crate::store::TokenStore::touch))
@@ -53,6 +65,9 @@ pub struct PreviousSecret {
 }
 
 impl TokenRecord {
+    /// How many recent client addresses a record keeps ([`TokenRecord::recent_clients`]).
+    pub const RECENT_CLIENTS: usize = 5;
+
     /// A new active record created at `now`.
     pub fn new(
         id: TokenId,
@@ -76,6 +91,9 @@ impl TokenRecord {
             last_used: None,
             secret_hash,
             previous_secret: None,
+            created_from: Origin::default(),
+            last_used_from: Origin::default(),
+            recent_clients: Vec::new(),
             version: 1,
         }
     }

@@ -80,14 +80,29 @@ async fn each_step_of_a_token_is_one_event_in_order() {
         .unwrap();
     m.delete(&alice, &moved.view.id.to_string()).await.unwrap();
 
-    let events = sink.wait_for(8).await;
+    let events = sink.wait_for(9).await;
     assert_eq!(
         kinds(&events),
-        ["created", "created", "changed", "disabled", "enabled", "rotated", "rotated", "deleted"]
+        [
+            "created",
+            "first_use",
+            "created",
+            "changed",
+            "disabled",
+            "enabled",
+            "rotated",
+            "rotated",
+            "deleted"
+        ]
     );
     assert_eq!(events[0].actor, EventActor::Operator);
     assert_eq!(events[0].client, None, "the operator's call had no request");
-    let ci = &events[1..];
+    assert_eq!(
+        events[1].token_id, events[0].token_id,
+        "the boss token's first use"
+    );
+    assert_eq!(events[1].client, None, "authenticate named no client");
+    let ci = &events[2..];
     for e in ci {
         assert_eq!(e.owner, "alice");
         assert_eq!(
@@ -169,10 +184,14 @@ async fn the_admin_api_records_the_callers_address_and_user_agent() {
         ))));
     let res = app.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 201);
-    let events = sink.wait_for(2).await;
-    assert_eq!(kinds(&events), ["created", "created"]);
-    assert_eq!(events[1].client, Some([198, 51, 100, 7].into()));
-    assert_eq!(events[1].user_agent.as_deref(), Some("terraform/1.9"));
+    let events = sink.wait_for(3).await;
+    assert_eq!(kinds(&events), ["created", "first_use", "created"]);
+    // The layer's first use of the boss token, and what it made, both carry the origin.
+    for e in &events[1..] {
+        assert_eq!(e.client, Some([198, 51, 100, 7].into()));
+        assert_eq!(e.user_agent.as_deref(), Some("terraform/1.9"));
+    }
+    assert_eq!(events[1].token_id, boss.view.id);
     auth.shutdown().await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), background)
         .await

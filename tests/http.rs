@@ -401,10 +401,10 @@ async fn sliding_token_refreshed_by_another_replica_is_reread() {
     );
     // Another replica used it at +90 s and wrote the new expiry to the store.
     f.clock.advance(Duration::from_secs(90));
-    let touch = tower_pat::store::Touch {
-        last_used: f.clock.now(),
-        expires_at: Some(f.clock.now() + time::Duration::seconds(100)),
-    };
+    let touch = tower_pat::store::Touch::new(
+        f.clock.now(),
+        Some(f.clock.now() + time::Duration::seconds(100)),
+    );
     f.store.touch(&rec.id, &touch).await.unwrap();
     f.clock.advance(Duration::from_secs(20)); // our cached expiry (+100) has passed
     let gets = f.store.gets.load(Ordering::SeqCst);

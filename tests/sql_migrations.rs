@@ -27,7 +27,19 @@ fn back_to_hand_run(version: i64) -> Vec<String> {
         "DROP TABLE _sqlx_migrations".to_owned(),
         "CREATE TABLE pat_schema (version BIGINT NOT NULL)".to_owned(),
         format!("INSERT INTO pat_schema (version) VALUES ({version})"),
+        // Migration 3 came after the hand-run ones: undo it too.
+        "DROP TABLE pat_events".to_owned(),
+        "DROP TABLE pat_reminders".to_owned(),
     ];
+    for column in [
+        "created_ip",
+        "created_user_agent",
+        "last_used_ip",
+        "last_used_user_agent",
+        "recent_ips",
+    ] {
+        undo.push(format!("ALTER TABLE pat_tokens DROP COLUMN {column}"));
+    }
     if version < 2 {
         undo.push("ALTER TABLE pat_tokens DROP COLUMN version".to_owned());
     }
@@ -66,7 +78,7 @@ mod sqlite {
             .into_iter()
             .map(|r| r.unwrap().expect("every store opens"))
             .collect();
-        assert_eq!(applied(stores[0].pool()).await, vec![1, 2]);
+        assert_eq!(applied(stores[0].pool()).await, vec![1, 2, 3]);
         let store: Arc<dyn TokenStore> = Arc::new(stores.into_iter().next().unwrap());
         let id = mint(store.clone()).await;
         assert!(store.get(&id).await.unwrap().is_some());
@@ -94,7 +106,11 @@ mod sqlite {
             let store = SqliteStore::connect(&store_env::sqlite_url(&dir))
                 .await
                 .unwrap_or_else(|e| panic!("version {version}: {e:?}"));
-            assert_eq!(applied(store.pool()).await, vec![1, 2], "version {version}");
+            assert_eq!(
+                applied(store.pool()).await,
+                vec![1, 2, 3],
+                "version {version}"
+            );
             let read = store.get(&id).await.unwrap().expect("the token is kept");
             assert_eq!((read.owner.as_str(), read.version), ("alice", 1));
             // And again: nothing left to do.
@@ -139,7 +155,7 @@ mod postgres {
         let versions = applied(stores[0].pool()).await;
         store_env::drop_schema(&url, &schema).await;
         assert!(table.is_some(), "_sqlx_migrations in {schema}");
-        assert_eq!(versions, vec![1, 2]);
+        assert_eq!(versions, vec![1, 2, 3]);
     }
 
     #[tokio::test]
@@ -159,7 +175,7 @@ mod postgres {
             let versions = applied(store.pool()).await;
             let read = store.get(&id).await.unwrap();
             store_env::drop_schema(&url, &schema).await;
-            assert_eq!(versions, vec![1, 2], "version {version}");
+            assert_eq!(versions, vec![1, 2, 3], "version {version}");
             let read = read.expect("the token is kept");
             assert_eq!((read.owner.as_str(), read.version), ("alice", 1));
         }

@@ -257,10 +257,7 @@ mod suite {
         let id = TokenId::generate();
         assert_eq!(store.get(&id).await.unwrap(), None);
         assert!(!store.delete(&id).await.unwrap());
-        let t = Touch {
-            last_used: T0,
-            expires_at: Some(T0),
-        };
+        let t = Touch::new(T0, Some(T0));
         store.touch(&id, &t).await.unwrap();
         assert_eq!(store.get(&id).await.unwrap(), None);
         assert_eq!(store.list(&ListQuery::new()).await.unwrap().total, 0);
@@ -416,10 +413,7 @@ mod suite {
         let never = record("alice", "never");
         insert_all(&store, &[sliding.clone(), hard.clone(), never.clone()]).await;
 
-        let forward = Touch {
-            last_used: T0 + secs(600),
-            expires_at: Some(T0 + secs(4200)),
-        };
+        let forward = Touch::new(T0 + secs(600), Some(T0 + secs(4200)));
         for r in [&sliding, &hard, &never] {
             store.touch(&r.id, &forward).await.unwrap();
         }
@@ -435,10 +429,7 @@ mod suite {
         assert_eq!(n.expires_at, None);
 
         // Never backwards.
-        let back = Touch {
-            last_used: T0 + secs(300),
-            expires_at: Some(T0 + secs(3900)),
-        };
+        let back = Touch::new(T0 + secs(300), Some(T0 + secs(3900)));
         store.touch(&sliding.id, &back).await.unwrap();
         let s2 = store.get(&sliding.id).await.unwrap().unwrap();
         assert_eq!(s2, s);
@@ -453,13 +444,7 @@ mod suite {
         );
         // A touch without an expiry leaves it alone.
         store
-            .touch(
-                &sliding.id,
-                &Touch {
-                    last_used: T0 + secs(900),
-                    expires_at: None,
-                },
-            )
+            .touch(&sliding.id, &Touch::new(T0 + secs(900), None))
             .await
             .unwrap();
         let s3 = store.get(&sliding.id).await.unwrap().unwrap();
@@ -492,10 +477,7 @@ mod suite {
         for i in (0..50i64).map(|i| (i * 17) % 50) {
             let (store, id) = (store.clone(), r.id);
             tasks.push(tokio::spawn(async move {
-                let t = Touch {
-                    last_used: T0 + secs(i),
-                    expires_at: Some(T0 + secs(3600 + i)),
-                };
+                let t = Touch::new(T0 + secs(i), Some(T0 + secs(3600 + i)));
                 store.touch(&id, &t).await
             }));
         }
@@ -612,10 +594,7 @@ mod suite {
         r.expires_at = Some(T0 + secs(600));
         store.insert(&r).await.unwrap();
         let read = store.get(&r.id).await.unwrap().unwrap();
-        let touch = Touch {
-            last_used: T0 + secs(100),
-            expires_at: Some(T0 + secs(700)),
-        };
+        let touch = Touch::new(T0 + secs(100), Some(T0 + secs(700)));
         store.touch(&r.id, &touch).await.unwrap();
         let mut rename = read;
         rename.name = "renamed".into();

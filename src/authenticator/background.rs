@@ -39,6 +39,10 @@ use crate::store::{Change, ChangeFeed, StoreError, TokenStore};
 const DUE_CAPACITY: usize = 4096;
 /// Change reports waiting to be applied; beyond this the cache is cleared instead.
 const CHANGE_CAPACITY: usize = 1024;
+/// How long after the start the first reminders and the first pruning run.
+const REMINDER_DELAY: Duration = Duration::from_secs(10);
+/// How often the audit log loses the events older than the retention.
+const PRUNE_PERIOD: Duration = Duration::from_secs(3600);
 /// Most write-backs made in one turn before the loop looks at changes again.
 const WRITES_PER_TURN: usize = 64;
 
@@ -103,7 +107,10 @@ impl Authenticator {
     ///   Redis) or half a second (SQLite), instead of within the cache TTL;
     /// - writes uses behind, at most once per token per refresh interval;
     /// - forgets clients whose failed-attempt window has passed;
-    /// - delivers lifecycle events to the event sinks.
+    /// - delivers lifecycle events to the event sinks (the audit log among them);
+    /// - sends expiry reminders ([`send_reminders`](Self::send_reminders)) every
+    ///   reminder interval, and deletes audit-log events older than the retention once an
+    ///   hour.
     ///
     /// It runs until [`shutdown`](Self::shutdown) or until the last clone of the
     /// authenticator is dropped. One future does the work: the first one polled; another
@@ -235,6 +242,20 @@ async fn run(
     // refresh interval.
     let mut flush = tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Some((reminder_period, reminding)) = weak
+        .upgrade()
+        .map(|inner| (inner.reminder_interval, !inner.reminders.is_empty()))
+    else {
+        return;
+    };
+    let mut reminders = tokio::time::interval_at(
+        tokio::time::Instant::now() + REMINDER_DELAY,
+        reminder_period,
+    );
+    reminders.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune =
+        tokio::time::interval_at(tokio::time::Instant::now() + REMINDER_DELAY, PRUNE_PERIOD);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(WRITES_PER_TURN);
     loop {
         tokio::select! {
@@ -276,6 +297,20 @@ async fn run(
             _ = flush.tick() => {
                 let Some(inner) = weak.upgrade() else { break };
                 let _ = inner.flush().await;
+            }
+            _ = reminders.tick(), if reminding => {
+                let Some(inner) = weak.upgrade() else { break };
+                if let Err(e) = inner.send_reminders().await {
+                    tracing::warn!(error = %e, "could not send expiry reminders; will retry");
+                }
+            }
+            _ = prune.tick() => {
+                let Some(inner) = weak.upgrade() else { break };
+                match inner.prune_audit_log().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(deleted = n, "pruned the audit log"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune the audit log; will retry"),
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use moka::future::Cache;
 use super::{Authenticator, Hasher, Inner, Tasks};
 use crate::cache::{Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::{Clock, SystemClock};
-use crate::events::{EventSink, Events, TracingSink, DEFAULT_EVENT_CAPACITY};
+use crate::events::{AuditLog, EventSink, Events, TracingSink, DEFAULT_EVENT_CAPACITY};
 use crate::limit::AttemptLimiter;
 use crate::scope::ScopeHierarchy;
 use crate::store::TokenStore;
@@ -32,7 +32,14 @@ pub struct AuthenticatorBuilder {
     limiter: AttemptLimiter,
     sinks: Vec<Arc<dyn EventSink>>,
     event_capacity: usize,
+    audit_log: bool,
+    audit_retention: Duration,
+    reminders: Vec<Duration>,
+    reminder_interval: Duration,
 }
+
+/// How long the audit log keeps events by default: 90 days.
+pub(crate) const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 impl fmt::Debug for AuthenticatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -121,7 +128,8 @@ impl AuthenticatorBuilder {
         self
     }
 
-    /// Replaces every event sink (none: events are not kept at all).
+    /// Replaces every event sink but the audit log (none and
+    /// [`with_audit_log(false)`](Self::with_audit_log): events are not kept at all).
     pub fn with_event_sinks(mut self, sinks: Vec<Arc<dyn EventSink>>) -> Self {
         self.sinks = sinks;
         self
@@ -134,9 +142,46 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// Whether events go to the store's audit log too ([`AuditLog`]; default on): listed
+    /// by [`TokenStore::list_events`](crate::store::TokenStore::list_events), the admin
+    /// API's `GET /personal-access-tokens/events` and `pat token events`.
+    pub fn with_audit_log(mut self, on: bool) -> Self {
+        self.audit_log = on;
+        self
+    }
+
+    /// How long the audit log keeps events (default 90 days); the background task
+    /// deletes older ones once an hour.
+    pub fn with_audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The lead times of the *expiring soon* reminders (default 7 days and 1 day before
+    /// the end; none turns reminders off, *expired* included). The background task sends
+    /// them ([`Authenticator::send_reminders`]) once per token, lead time and expiry,
+    /// also with several replicas on one store: each is claimed in the store first.
+    pub fn with_expiry_reminders(mut self, leads: impl IntoIterator<Item = Duration>) -> Self {
+        let mut leads: Vec<Duration> = leads.into_iter().filter(|d| !d.is_zero()).collect();
+        leads.sort_unstable_by(|a, b| b.cmp(a));
+        leads.dedup();
+        self.reminders = leads;
+        self
+    }
+
+    /// How often the background task looks for tokens to remind of (default every 5
+    /// minutes; at least 1 s).
+    pub fn with_reminder_interval(mut self, interval: Duration) -> Self {
+        self.reminder_interval = interval.max(Duration::from_secs(1));
+        self
+    }
+
     /// Builds the authenticator. It starts nothing: spawn
     /// [`Authenticator::background`] for the work outside requests.
-    pub fn build(self) -> Authenticator {
+    pub fn build(mut self) -> Authenticator {
+        if self.audit_log {
+            self.sinks.push(Arc::new(AuditLog::new(self.store.clone())));
+        }
         let inner = Arc::new(Inner {
             hot: HotTable::new(usize::try_from(self.capacity).unwrap_or(usize::MAX)),
             hot_ttl: i64::try_from(self.cache_ttl.as_secs()).unwrap_or(i64::MAX),
@@ -162,6 +207,9 @@ impl AuthenticatorBuilder {
             interner: ScopeInterner::default(),
             tasks: Tasks::default(),
             events: Events::new(self.sinks, self.event_capacity),
+            audit_retention: self.audit_retention,
+            reminders: self.reminders,
+            reminder_interval: self.reminder_interval,
         });
         Authenticator { inner }
     }
@@ -184,6 +232,10 @@ impl Authenticator {
             limiter: AttemptLimiter::default(),
             sinks: vec![Arc::new(TracingSink)],
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            audit_log: true,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
+            reminders: vec![Duration::from_secs(7 * 86_400), Duration::from_secs(86_400)],
+            reminder_interval: Duration::from_secs(300),
         }
     }
 }

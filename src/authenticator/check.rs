@@ -37,7 +37,19 @@ use crate::token::{SecretHash, TokenId};
 pub struct Credential<'a> {
     pub(super) token: &'a str,
     pub(super) username: Option<&'a str>,
-    pub(super) client: Option<IpAddr>,
+    pub(super) from: UseFrom<'a>,
+}
+
+/// Where a use comes from, as far as the check knows: recorded on the token (its last
+/// origin, its recent addresses) and in its first-use and new-address events.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct UseFrom<'a> {
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) user_agent: Option<&'a str>,
+    /// The caller (the HTTP layer) reads the user agent only when the use needs it and
+    /// then finishes the use itself ([`Authenticator::follow_up`]): the check leaves the
+    /// follow-up in the principal.
+    pub(crate) deferred: bool,
 }
 
 impl<'a> Credential<'a> {
@@ -46,7 +58,7 @@ impl<'a> Credential<'a> {
         Self {
             token,
             username: None,
-            client: None,
+            from: UseFrom::default(),
         }
     }
 
@@ -56,15 +68,34 @@ impl<'a> Credential<'a> {
         Self {
             token: password,
             username: Some(username),
-            client: None,
+            from: UseFrom::default(),
         }
     }
 
     /// From this client (its IP address): failures count against it, and a locked-out
     /// client is refused with [`AuthError::TooManyAttempts`] without a store read.
     #[must_use]
+    ///
+    /// The address is also recorded as where the token was last used from (shown in its
+    /// view, filterable as `last_used_ip`); a use from an address not among its recent
+    /// ones is a [`NewClientAddress`](crate::EventKind::NewClientAddress) event.
     pub fn with_client(mut self, client: Option<IpAddr>) -> Self {
-        self.client = client;
+        self.from.client = client;
+        self
+    }
+
+    /// With the client's user agent, recorded with the address (cut to 256 characters,
+    /// control characters dropped).
+    #[must_use]
+    pub fn with_user_agent(mut self, user_agent: Option<&'a str>) -> Self {
+        self.from.user_agent = user_agent;
+        self
+    }
+
+    /// The layer reads the user agent itself, only when a use needs it.
+    #[must_use]
+    pub(crate) fn deferring_origin(mut self) -> Self {
+        self.from.deferred = true;
         self
     }
 }
@@ -99,7 +130,8 @@ impl fmt::Debug for Credential<'_> {
         f.debug_struct("Credential")
             .field("token", &"****")
             .field("username", &self.username)
-            .field("client", &self.client)
+            .field("client", &self.from.client)
+            .field("user_agent", &self.from.user_agent)
             .finish()
     }
 }
@@ -135,6 +167,8 @@ pub struct PendingCheck {
     pub(super) now: i64,
     pub(super) client: Option<IpAddr>,
     pub(super) username: Option<Box<str>>,
+    pub(super) user_agent: Option<Box<str>>,
+    pub(super) deferred: bool,
 }
 
 impl fmt::Debug for PendingCheck {
@@ -157,9 +191,14 @@ impl PendingCheck {
     pub async fn finish(self) -> Result<Principal, AuthError> {
         let username = self.username.as_deref();
         let attempt = Attempt::resumed(self.client, username, self.now);
+        let from = UseFrom {
+            client: self.client,
+            user_agent: self.user_agent.as_deref(),
+            deferred: self.deferred,
+        };
         let result = self
             .inner
-            .check_cold(&self.id, &self.hash, username, self.now)
+            .check_cold(&self.id, &self.hash, username, self.now, from)
             .await;
         self.inner.count_attempt(attempt, &result);
         result
@@ -191,13 +230,14 @@ impl Authenticator {
         let Credential {
             token,
             username,
-            client,
+            from,
         } = credential;
+        let client = from.client;
         let attempt = match self.inner.attempt(client, username) {
             Ok(attempt) => attempt,
             Err(locked) => return Check::Decided(Err(locked)),
         };
-        match self.inner.check_cached(token, username, attempt.now) {
+        match self.inner.check_cached(token, username, attempt.now, from) {
             Ok(result) => {
                 self.inner.count_attempt(attempt, &result);
                 Check::Decided(result)
@@ -209,6 +249,8 @@ impl Authenticator {
                 now: attempt.now,
                 client,
                 username: username.map(Box::from),
+                user_agent: from.user_agent.map(Box::from),
+                deferred: from.deferred,
             }),
         }
     }

@@ -8,6 +8,7 @@ mod attempt;
 mod background;
 mod builder;
 mod check;
+mod reminders;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +21,7 @@ use moka::future::Cache;
 use crate::cache::{CachedToken, Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::Clock;
 use crate::error::{AuthError, InvalidReason};
-use crate::events::{Event, Events};
+use crate::events::{Event, EventActor, EventKind, Events, Origin};
 use crate::limit::AttemptLimiter;
 use crate::principal::Principal;
 use crate::record::TokenRecord;
@@ -31,7 +32,18 @@ use background::Tasks;
 
 pub use background::Background;
 pub use builder::AuthenticatorBuilder;
+pub(crate) use check::UseFrom;
 pub use check::{Check, Credential, PendingCheck};
+
+/// What a use needs after the decision ([`Inner::follow_up`]), as bits.
+pub(crate) mod followup {
+    /// The token's first use.
+    pub(crate) const FIRST_USE: u8 = 1;
+    /// From another client address than the last one seen.
+    pub(crate) const CLIENT_CHANGED: u8 = 2;
+    /// Its write-behind write is due.
+    pub(crate) const WRITE_DUE: u8 = 4;
+}
 
 /// Ids are random, but a client picks the ids it sends: a seeded hash keeps bucket
 /// collisions out of its reach at a fraction of SipHash's cost.
@@ -102,6 +114,12 @@ struct Inner {
     tasks: Tasks,
     /// Lifecycle events waiting for the background future's sinks.
     events: Events,
+    /// How long the audit log keeps events.
+    audit_retention: Duration,
+    /// Lead times of the expiry reminders, longest first.
+    reminders: Vec<Duration>,
+    /// How often the background task sends reminders.
+    reminder_interval: Duration,
 }
 
 impl fmt::Debug for Authenticator {
@@ -188,6 +206,22 @@ impl Authenticator {
             .await
     }
 
+    /// Finishes a use the HTTP layer's check left for it ([`Principal`]'s follow-up): its
+    /// origin with the request's user agent, its events, its due write.
+    #[cold]
+    pub(crate) fn follow_up(
+        &self,
+        principal: &mut Principal,
+        client: Option<std::net::IpAddr>,
+        user_agent: Option<&str>,
+    ) {
+        let bits = principal.take_followup();
+        if bits != 0 {
+            self.inner
+                .follow_up(principal.entry(), bits, &Origin::new(client, user_agent));
+        }
+    }
+
     /// Drops every cached token (used when change messages may have been lost).
     pub fn invalidate_all(&self) {
         self.inner.invalidate_all_local();
@@ -239,13 +273,14 @@ impl Inner {
         token: &str,
         username: Option<&str>,
         now: i64,
+        from: UseFrom<'_>,
     ) -> Result<Result<Principal, AuthError>, (TokenId, SecretHash)> {
         let parsed = match self.parse(token) {
             Ok(parsed) => parsed,
             Err(e) => return Ok(Err(e)),
         };
         let hash = parsed.secret_hash();
-        match self.decide_cached(&parsed, &hash, username, now) {
+        match self.decide_cached(&parsed, &hash, username, now, from) {
             Some(result) => Ok(result),
             None => Err((parsed.id, hash)),
         }
@@ -258,6 +293,7 @@ impl Inner {
         hash: &SecretHash,
         username: Option<&str>,
         now: i64,
+        from: UseFrom<'_>,
     ) -> Result<Principal, AuthError> {
         let mut reloaded = false;
         loop {
@@ -274,7 +310,7 @@ impl Inner {
                 }
                 Decision::Reload => return Err(self.refuse(id, InvalidReason::Expired)),
                 Decision::Refuse(reason) => return Err(self.refuse(id, reason)),
-                Decision::Accept => return Ok(self.accept(live, now)),
+                Decision::Accept => return Ok(self.accept(live, now, from)),
             }
         }
     }
@@ -300,6 +336,7 @@ impl Inner {
         hash: &SecretHash,
         username: Option<&str>,
         now: i64,
+        from: UseFrom<'_>,
     ) -> Option<Result<Principal, AuthError>> {
         let epoch = self.epochs.of(&parsed.id);
         let found = self.hot.find(&parsed.id, |live| {
@@ -311,7 +348,7 @@ impl Inner {
             Some((decision, keep))
         });
         match found.flatten()? {
-            (Decision::Accept, Some(live)) => Some(Ok(self.accept(live, now))),
+            (Decision::Accept, Some(live)) => Some(Ok(self.accept(live, now, from))),
             (Decision::Refuse(reason), _) => Some(Err(self.refuse(&parsed.id, reason))),
             _ => None,
         }
@@ -346,11 +383,54 @@ impl Inner {
         AuthError::Invalid(reason)
     }
 
-    fn accept(self: &Arc<Self>, live: Arc<CachedToken>, now: i64) -> Principal {
-        self.record_use(&live, now);
+    fn accept(self: &Arc<Self>, live: Arc<CachedToken>, now: i64, from: UseFrom<'_>) -> Principal {
+        let followup = self.record_use(&live, now, from.client);
         tracing::trace!(token_id = %live.id(), owner = %live.principal.owner, "token accepted");
         let expires_at = live.expires_at();
-        Principal::new(live, expires_at)
+        let mut principal = Principal::new(live, expires_at);
+        if followup != 0 {
+            if from.deferred {
+                principal.set_followup(followup);
+            } else {
+                self.follow_up(
+                    principal.entry(),
+                    followup,
+                    &Origin::new(from.client, from.user_agent),
+                );
+            }
+        }
+        principal
+    }
+
+    /// What a use needs beyond the cache's counters ([`followup`] bits): noting where it
+    /// came from, its first-use or new-address event, and its due write-behind write.
+    #[cold]
+    fn follow_up(self: &Arc<Self>, live: &Arc<CachedToken>, bits: u8, origin: &Origin) {
+        let new_address = live.note_origin(origin);
+        let kind = if bits & followup::FIRST_USE != 0 {
+            Some(EventKind::FirstUse)
+        } else if new_address {
+            Some(EventKind::NewClientAddress)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            self.events.emit(Event {
+                at: self.clock.now(),
+                token_id: *live.id(),
+                owner: live.principal.owner.to_string(),
+                actor: EventActor::Token {
+                    id: *live.id(),
+                    owner: live.principal.owner.to_string(),
+                },
+                client: origin.client,
+                user_agent: origin.user_agent.clone(),
+                kind,
+            });
+        }
+        if bits & followup::WRITE_DUE != 0 {
+            self.write_due(live);
+        }
     }
 
     async fn cold_lookup(self: &Arc<Self>, id: &TokenId) -> Result<Arc<CachedToken>, AuthError> {
@@ -435,12 +515,26 @@ impl Inner {
     }
 
     /// Write-behind: update the cached values now, the store at most once per interval.
-    fn record_use(self: &Arc<Self>, live: &Arc<CachedToken>, now: i64) {
-        live.note_use(now);
-        self.write_behind.mark_dirty(live);
-        if live.claim_write(now) {
-            self.write_due(live);
+    /// Returns what the use still needs ([`followup`] bits, 0 for most uses).
+    #[inline]
+    fn record_use(
+        &self,
+        live: &Arc<CachedToken>,
+        now: i64,
+        client: Option<std::net::IpAddr>,
+    ) -> u8 {
+        let mut bits = 0;
+        if live.note_use(now) {
+            bits |= followup::FIRST_USE;
         }
+        self.write_behind.mark_dirty(live);
+        if live.client_changed(client) {
+            bits |= followup::CLIENT_CHANGED;
+        }
+        if live.claim_write(now) {
+            bits |= followup::WRITE_DUE;
+        }
+        bits
     }
 
     /// [`Authenticator::flush`].

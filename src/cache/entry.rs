@@ -2,8 +2,8 @@
 //! authenticator's entries share.
 //!
 //! Invariants:
-//! - Everything but the use state (`last_used`, `expires_at`, `written_at` and the
-//!   write-behind flags) is fixed when the entry is made from a [`TokenRecord`]; a change
+//! - Everything but the use state (`last_used`, `expires_at`, `written_at`, the
+//!   write-behind flags, the last client and the origin seen) is fixed when the entry is made from a [`TokenRecord`]; a change
 //!   in the store makes a new entry, never an edit of this one.
 //! - `loaded_epoch` is the global invalidation epoch read *before* the store read that
 //!   produced the record, so an invalidation racing the read makes the entry stale (see
@@ -11,11 +11,14 @@
 //! - `expires_at` and `last_used` only move forward (`fetch_max`), and a sliding token's
 //!   `expires_at` never passes `not_after`.
 //! - `id == principal.token_id`.
+//! - The origin seen changes only under its lock; `client` is the key of its address
+//!   or, for a moment, of a newer one (so a change is noticed at worst once too often).
 //! - The interner holds at most [`MAX_INTERNED_SCOPE_SETS`] sets, and never changes a set
 //!   an entry holds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ use time::OffsetDateTime;
 
 use super::hot::Keyed;
 use crate::clock;
+use crate::events::Origin;
 use crate::expiry::Expiry;
 use crate::record::TokenRecord;
 use crate::scope::{ScopeHierarchy, ScopeSet};
@@ -93,7 +97,38 @@ pub(crate) struct CachedToken {
     // bytes of the allocation.
     /// Sliding never passes this (`i64::MAX`: no cap). Read only when sliding.
     not_after: i64,
+    /// [`client_key`] of the last client address this replica saw use the token (0:
+    /// none). Compared on every use that names its client; the rest of the origin is
+    /// touched only when it differs.
+    client: AtomicU64,
     pub(crate) principal: PrincipalData,
+    /// Where the token was last used from and its recent addresses (boxed, and locked
+    /// only off the common path: when the client changes, at a write-behind write).
+    seen: Mutex<Option<Box<Seen>>>,
+}
+
+/// Where a token was used from, as this replica knows it.
+#[derive(Debug, Default)]
+struct Seen {
+    from: Origin,
+    /// Newest first, at most [`TokenRecord::RECENT_CLIENTS`].
+    recent: Vec<IpAddr>,
+}
+
+/// A cheap fingerprint of a client address for the change test (never 0). Two addresses
+/// with one fingerprint only delay noticing a change to the next write.
+#[inline]
+pub(crate) fn client_key(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)) | 1 << 32,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)) | 1 << 32,
+            None => {
+                let bits = u128::from(v6);
+                ((bits >> 64) as u64 ^ (bits as u64).rotate_left(29)) | 1 << 63
+            }
+        },
+    }
 }
 
 fn secs(d: Duration) -> i64 {
@@ -152,7 +187,17 @@ impl CachedToken {
             w => Duration::from_secs(u64::from((w / 10).clamp(1, 60))),
         });
         let scopes = interner.intern(record.scopes);
+        let client = record.last_used_from.client.map_or(0, client_key);
+        let seen =
+            (!record.last_used_from.is_empty() || !record.recent_clients.is_empty()).then(|| {
+                Box::new(Seen {
+                    from: record.last_used_from,
+                    recent: record.recent_clients,
+                })
+            });
         Self {
+            client: AtomicU64::new(client),
+            seen: Mutex::new(seen),
             id: record.id,
             secret_hash: record.secret_hash,
             previous_secret: record
@@ -232,15 +277,42 @@ impl CachedToken {
     }
 
     /// Records a use at `now` in memory: `last_used`, and a sliding token's expiry.
+    /// `true` for the token's first use (to exactly one caller).
     #[inline]
-    pub(crate) fn note_use(&self, now: i64) {
+    pub(crate) fn note_use(&self, now: i64) -> bool {
+        let mut first = false;
         if self.last_used.load(Ordering::Relaxed) < now {
-            self.last_used.fetch_max(now, Ordering::AcqRel);
+            first = self.last_used.fetch_max(now, Ordering::AcqRel) == NONE_I64;
         }
         if self.is_sliding() {
             let new = crate::expiry::sliding_end(now, i64::from(self.window), self.not_after);
             self.expires_at.fetch_max(new, Ordering::AcqRel);
         }
+        first
+    }
+
+    /// Whether `client` is not the last client address this replica saw use the token.
+    #[inline]
+    pub(crate) fn client_changed(&self, client: Option<IpAddr>) -> bool {
+        client.is_some_and(|ip| self.client.load(Ordering::Relaxed) != client_key(ip))
+    }
+
+    /// Notes where a use came from: it is now the last origin, and its address the
+    /// newest of the recent ones. `true` when the address was not among the recent ones
+    /// (and there were some: a first address is not a new one).
+    pub(crate) fn note_origin(&self, origin: &Origin) -> bool {
+        let Some(ip) = origin.client else {
+            return false;
+        };
+        self.client.store(client_key(ip), Ordering::Relaxed);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = seen.get_or_insert_with(Box::default);
+        seen.from = origin.clone();
+        let new = !seen.recent.is_empty() && !seen.recent.contains(&ip);
+        seen.recent.retain(|x| *x != ip);
+        seen.recent.insert(0, ip);
+        seen.recent.truncate(TokenRecord::RECENT_CLIENTS);
+        new
     }
 
     /// Whether a write-behind write is due at `now`; `true` to exactly one caller per
@@ -266,9 +338,18 @@ impl CachedToken {
     pub(crate) fn take_touch(&self) -> Touch {
         self.dirty.store(false, Ordering::Release);
         let last = self.last_used.load(Ordering::Acquire);
-        Touch {
-            last_used: clock::from_unix(if last == NONE_I64 { 0 } else { last }),
-            expires_at: self.is_sliding().then(|| self.expires_at()).flatten(),
+        let touch = Touch::new(
+            clock::from_unix(if last == NONE_I64 { 0 } else { last }),
+            self.is_sliding().then(|| self.expires_at()).flatten(),
+        );
+        match self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+        {
+            Some(seen) => touch.with_origin(seen.from.clone(), seen.recent.clone()),
+            None => touch,
         }
     }
 }

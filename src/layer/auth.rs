@@ -237,13 +237,19 @@ fn authorize_now(
 ) -> Now {
     // A pending check keeps the username (not secret), never the password.
     let check_basic = |username: &str, password: &str| {
-        auth.check(Credential::basic(username, password).with_client(client))
+        auth.check(
+            Credential::basic(username, password)
+                .with_client(client)
+                .deferring_origin(),
+        )
     };
     let check = match raw_credentials(config, header) {
         Err(rejection) => return Now::Decided(Err(rejection)),
-        Ok(RawCredentials::Bearer(token)) => {
-            auth.check(Credential::bearer(token).with_client(client))
-        }
+        Ok(RawCredentials::Bearer(token)) => auth.check(
+            Credential::bearer(token)
+                .with_client(client)
+                .deferring_origin(),
+        ),
         Ok(RawCredentials::Basic(encoded)) => {
             // Room for any usual `user:token`. Small, since it is zeroed before and after
             // use on every request.
@@ -272,6 +278,13 @@ fn authorize_now(
         ),
         Check::Pending(pending) => Now::Pending(pending),
     }
+}
+
+/// The request's `User-Agent`, when it is text.
+fn user_agent(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Set once the layer has warned that a request came with no client address.
@@ -318,19 +331,15 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
-        // The client's address matters only to the attempt limiter.
-        let client = if shared.auth.limits_attempts() {
-            let client = shared
-                .config
-                .client_address
-                .of(req.headers(), req.extensions());
-            if client.is_none() {
-                warn_no_client_address();
-            }
-            client
-        } else {
-            None
-        };
+        // The client's address: for the attempt limiter, and recorded as where the token
+        // was last used from.
+        let client = shared
+            .config
+            .client_address
+            .of(req.headers(), req.extensions());
+        if client.is_none() && shared.auth.limits_attempts() {
+            warn_no_client_address();
+        }
         let query_token = query_has_token(req.uri().query());
         // One look-up of the header: mark it sensitive (it goes on to the inner service:
         // keep it out of `Debug`, and so logs), then decide from it.
@@ -349,7 +358,12 @@ where
         let decided = authorize_now(&shared.auth, &shared.config, header, client);
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
         let pending = match decided {
-            Now::Decided(Ok(principal)) => {
+            Now::Decided(Ok(mut principal)) => {
+                if principal.has_followup() {
+                    shared
+                        .auth
+                        .follow_up(&mut principal, client, user_agent(req.headers()));
+                }
                 let principal = principal.with_challenge(shared.config.challenge.clone());
                 req.extensions_mut().insert(principal);
                 return ResponseFuture::inner(self.inner.call(req));
@@ -371,7 +385,12 @@ where
                 .await
                 .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()));
             match verdict {
-                Ok(principal) => {
+                Ok(mut principal) => {
+                    if principal.has_followup() {
+                        shared
+                            .auth
+                            .follow_up(&mut principal, client, user_agent(req.headers()));
+                    }
                     let principal = principal.with_challenge(config.challenge.clone());
                     req.extensions_mut().insert(principal);
                     inner.call(req).await

@@ -2,8 +2,11 @@
 //! timestamps as unix seconds, scopes space-separated, expiry as JSON, the secret as the
 //! hex of its SHA-256 only.
 
+use std::net::IpAddr;
+
 use time::OffsetDateTime;
 
+use crate::events::Origin;
 use crate::expiry::Expiry;
 use crate::record::{PreviousSecret, TokenRecord};
 use crate::store::StoreError;
@@ -26,6 +29,27 @@ pub(crate) struct Flat {
     pub(crate) previous_hash: Option<String>,
     pub(crate) previous_valid_until: Option<i64>,
     pub(crate) version: i64,
+    pub(crate) created_ip: Option<String>,
+    pub(crate) created_user_agent: Option<String>,
+    pub(crate) last_used_ip: Option<String>,
+    pub(crate) last_used_user_agent: Option<String>,
+    /// Space-separated, newest first.
+    pub(crate) recent_ips: Option<String>,
+}
+
+/// The text form of a client address (IPv4-mapped IPv6 as IPv4), as stored and filtered.
+pub(crate) fn ip_text(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+/// Space-separated addresses, or `None` for none.
+pub(crate) fn ips_text(ips: &[IpAddr]) -> Option<String> {
+    (!ips.is_empty()).then(|| {
+        ips.iter()
+            .map(|ip| ip_text(*ip))
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
 }
 
 /// Derived values kept only so the store can filter without decoding: lower-cased
@@ -59,6 +83,11 @@ impl Flat {
             previous_valid_until: r.previous_secret.map(|p| p.valid_until.unix_timestamp()),
             version: i64::try_from(r.version)
                 .map_err(|_| StoreError::Invalid(format!("token {}: version too large", r.id)))?,
+            created_ip: r.created_from.client.map(ip_text),
+            created_user_agent: r.created_from.user_agent.clone(),
+            last_used_ip: r.last_used_from.client.map(ip_text),
+            last_used_user_agent: r.last_used_from.user_agent.clone(),
+            recent_ips: ips_text(&r.recent_clients),
         })
     }
 
@@ -83,8 +112,31 @@ impl Flat {
             (None, None) => None,
             _ => return Err(bad("previous secret")),
         };
+        let ip = |s: &Option<String>, what: &str| {
+            s.as_deref()
+                .map(|s| s.parse::<IpAddr>().map_err(|_| bad(what)))
+                .transpose()
+        };
+        let created_from = Origin::new(
+            ip(&self.created_ip, "created_ip")?,
+            self.created_user_agent.as_deref(),
+        );
+        let last_used_from = Origin::new(
+            ip(&self.last_used_ip, "last_used_ip")?,
+            self.last_used_user_agent.as_deref(),
+        );
+        let recent_clients = self
+            .recent_ips
+            .as_deref()
+            .unwrap_or("")
+            .split_ascii_whitespace()
+            .map(|s| s.parse::<IpAddr>().map_err(|_| bad("recent_ips")))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(TokenRecord {
             id,
+            created_from,
+            last_used_from,
+            recent_clients,
             scopes: self.scopes.parse().map_err(|_| bad("scopes"))?,
             expiry: serde_json::from_str::<Expiry>(&self.expiry).map_err(|_| bad("expiry"))?,
             expires_at: opt_ts(self.expires_at, "expires_at")?,
@@ -100,6 +152,12 @@ impl Flat {
             name: self.name,
         })
     }
+}
+
+/// An event of the audit log from its stored JSON.
+pub(crate) fn event(json: &str) -> Result<crate::events::Event, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Invalid(format!("audit log holds an event it cannot read: {e}")))
 }
 
 /// A fresh random id for one store instance, so it can recognise its own change messages.

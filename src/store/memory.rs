@@ -1,11 +1,15 @@
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
+use time::OffsetDateTime;
+
+use crate::events::Event;
 use crate::record::TokenRecord;
-use crate::store::{ListQuery, Page, StoreError, TokenStore, Touch, Update};
+use crate::store::{EventQuery, ListQuery, Page, StoreError, TokenStore, Touch, Update};
 use crate::token::TokenId;
 
-/// Tokens in a `HashMap` in this process: for tests and demos; lost on exit.
+/// Tokens in a `HashMap` in this process: for tests and demos; lost on exit. Its audit
+/// log is a ring of the last [`MemoryStore::AUDIT_CAPACITY`] events.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -16,12 +20,28 @@ use crate::token::TokenId;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tokens: RwLock<HashMap<TokenId, TokenRecord>>,
+    audit: Mutex<Audit>,
+}
+
+#[derive(Debug, Default)]
+struct Audit {
+    /// Oldest first.
+    events: VecDeque<Event>,
+    /// Claimed reminders: token, lead, expiry.
+    reminders: HashSet<(TokenId, u64, i64)>,
 }
 
 impl MemoryStore {
+    /// Most events the audit log keeps; the oldest go first.
+    pub const AUDIT_CAPACITY: usize = 100_000;
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn audit(&self) -> MutexGuard<'_, Audit> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TokenId, TokenRecord>> {
@@ -99,12 +119,71 @@ impl TokenStore for MemoryStore {
 
     async fn touch(&self, id: &TokenId, touch: &Touch) -> Result<(), StoreError> {
         if let Some(r) = self.write().get_mut(id) {
-            r.last_used = r.last_used.max(Some(touch.last_used));
+            if r.last_used.map_or(true, |u| u < touch.last_used) {
+                r.last_used = Some(touch.last_used);
+                if !touch.from.is_empty() {
+                    r.last_used_from = touch.from.clone();
+                }
+                if !touch.recent_clients.is_empty() {
+                    r.recent_clients = touch.recent_clients.clone();
+                }
+            }
             if let (Some(new), true) = (touch.expires_at, r.expiry.is_sliding()) {
                 r.expires_at = r.expires_at.max(Some(new));
             }
         }
         Ok(())
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let mut audit = self.audit();
+        for event in events {
+            if audit.events.len() >= Self::AUDIT_CAPACITY {
+                audit.events.pop_front();
+            }
+            audit.events.push_back(event.clone());
+        }
+        Ok(())
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let audit = self.audit();
+        let hits: Vec<&Event> = audit
+            .events
+            .iter()
+            .rev()
+            .filter(|e| query.matches(e))
+            .collect();
+        Ok(Page {
+            total: hits.len() as u64,
+            items: hits
+                .into_iter()
+                .skip(usize::try_from(query.offset()).unwrap_or(usize::MAX))
+                .take(query.limit() as usize)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut audit = self.audit();
+        let n = audit.events.len();
+        let cut = before.unix_timestamp();
+        audit.events.retain(|e| e.at.unix_timestamp() >= cut);
+        audit.reminders.retain(|(_, _, exp)| *exp >= cut);
+        Ok((n - audit.events.len()) as u64)
+    }
+
+    async fn claim_reminder(
+        &self,
+        id: &TokenId,
+        lead: u64,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .audit()
+            .reminders
+            .insert((*id, lead, expires_at.unix_timestamp())))
     }
 }
 

@@ -44,6 +44,7 @@ mod sql;
 mod sqlite;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,7 @@ pub use sql::{Dialect, SqlStore};
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
+use crate::events::{Event, Origin};
 use crate::record::TokenRecord;
 use crate::scope::Scope;
 use crate::token::TokenId;
@@ -148,6 +150,8 @@ pub struct ListQuery {
     pub last_used_before: Option<OffsetDateTime>,
     /// `Some(true)`: never used; `Some(false)`: used at least once.
     pub never_used: Option<bool>,
+    /// Last used from this client address (IPv4-mapped IPv6 addresses compare as IPv4).
+    pub last_used_ip: Option<IpAddr>,
     /// The `active` flag.
     pub active: Option<bool>,
     /// Free text matched case-insensitively against name and owner.
@@ -170,6 +174,7 @@ impl Default for ListQuery {
             expires_after: None,
             last_used_before: None,
             never_used: None,
+            last_used_ip: None,
             active: None,
             search: None,
             order: Order::default(),
@@ -239,6 +244,9 @@ impl ListQuery {
                 .last_used_before
                 .map_or(true, |t| r.last_used.is_some_and(|u| u < t))
             && self.never_used.map_or(true, |n| r.last_used.is_none() == n)
+            && self.last_used_ip.map_or(true, |ip| {
+                r.last_used_from.client.map(|c| c.to_canonical()) == Some(ip.to_canonical())
+            })
             && self.active.map_or(true, |a| r.active == a)
             && self
                 .search
@@ -282,15 +290,132 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
-/// A write-behind update after use: the time of the last use and, for sliding tokens,
-/// the new expiry. Stores keep the later of the stored and the given values, so touches
-/// from several replicas never move a token backwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An audit-log listing: filters (all must hold) and page. Events are listed newest
+/// first (the order they were recorded in, reversed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventQuery {
+    /// Only this token's events.
+    pub token_id: Option<TokenId>,
+    /// Only events of this owner's tokens.
+    pub owner: Option<String>,
+    /// Only events of this type ([`EventKind::name`](crate::EventKind::name): `created`,
+    /// `disabled`, …).
+    pub kind: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Only events before this time.
+    pub until: Option<OffsetDateTime>,
+    /// Page number, from 1.
+    pub page: u32,
+    /// Items per page (1 to [`ListQuery::MAX_PAGE_SIZE`]).
+    pub page_size: u32,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        Self {
+            token_id: None,
+            owner: None,
+            kind: None,
+            since: None,
+            until: None,
+            page: 1,
+            page_size: 25,
+        }
+    }
+}
+
+impl EventQuery {
+    /// Every event, first page of 25, newest first.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only this token's events.
+    #[must_use]
+    pub fn token(mut self, id: TokenId) -> Self {
+        self.token_id = Some(id);
+        self
+    }
+
+    /// Only events of `owner`'s tokens.
+    #[must_use]
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// Page `page` (from 1) of `page_size` items (clamped to 1..=1000).
+    #[must_use]
+    pub fn page(mut self, page: u32, page_size: u32) -> Self {
+        self.page = page.max(1);
+        self.page_size = page_size.clamp(1, ListQuery::MAX_PAGE_SIZE);
+        self
+    }
+
+    /// Rows to skip for the page.
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page.max(1) - 1) * u64::from(self.limit())
+    }
+
+    /// Rows in a page.
+    pub fn limit(&self) -> u32 {
+        self.page_size.clamp(1, ListQuery::MAX_PAGE_SIZE)
+    }
+
+    /// Whether `e` passes every filter: the one definition of what each filter means,
+    /// which the stores' own forms follow (checked by the conformance suite).
+    pub fn matches(&self, e: &Event) -> bool {
+        self.token_id.map_or(true, |id| e.token_id == id)
+            && self.owner.as_ref().map_or(true, |o| &e.owner == o)
+            && self.kind.as_ref().map_or(true, |k| e.kind.name() == k)
+            && self
+                .since
+                .map_or(true, |t| e.at.unix_timestamp() >= t.unix_timestamp())
+            && self
+                .until
+                .map_or(true, |t| e.at.unix_timestamp() < t.unix_timestamp())
+    }
+}
+
+/// A write-behind update after use: the time of the last use, for sliding tokens the new
+/// expiry, and where the last use came from. Stores keep the later of the stored and the
+/// given values, so touches from several replicas never move a token backwards; the
+/// origin and the recent addresses are written only with a `last_used` that moves
+/// forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Touch {
     /// When the token was last used.
     pub last_used: OffsetDateTime,
     /// The new sliding expiry (`None` for tokens that do not slide).
     pub expires_at: Option<OffsetDateTime>,
+    /// Where the last use came from (empty when unknown: then the stored origin stays).
+    pub from: Origin,
+    /// The token's recent client addresses, newest first, as the writer knows them
+    /// (empty: the stored list stays).
+    pub recent_clients: Vec<IpAddr>,
+}
+
+impl Touch {
+    /// A use at `last_used`, sliding the expiry to `expires_at` (if any).
+    pub fn new(last_used: OffsetDateTime, expires_at: Option<OffsetDateTime>) -> Self {
+        Self {
+            last_used,
+            expires_at,
+            from: Origin::default(),
+            recent_clients: Vec::new(),
+        }
+    }
+
+    /// The same use, from `from`, with the token's recent client addresses.
+    #[must_use]
+    pub fn with_origin(mut self, from: Origin, recent_clients: Vec<IpAddr>) -> Self {
+        self.from = from;
+        self.recent_clients = recent_clients;
+        self
+    }
 }
 
 /// What a compare-and-swap write ([`TokenStore::update`], [`TokenStore::replace`]) found.
@@ -377,6 +502,52 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// [`ChangeFeed::lost`], and the follower drops every cached token.
     async fn follow_changes(&self, feed: ChangeFeed) {
         let _ = feed;
+    }
+
+    /// Appends events to the store's audit log, in order. Called by the
+    /// [`AuditLog`](crate::AuditLog) sink from the background task, never on a request's
+    /// path. A store that keeps no audit log returns
+    /// [`StoreError::Invalid`] (the default).
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let _ = events;
+        Err(StoreError::Invalid(
+            "this token store keeps no audit log".to_owned(),
+        ))
+    }
+
+    /// One page of the audit log's events that pass the query's filters, newest first
+    /// (the reverse of the order they were appended in). The default: an empty page.
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let _ = query;
+        Ok(Page {
+            total: 0,
+            items: Vec::new(),
+        })
+    }
+
+    /// Deletes the audit log's events older than `before` (and the expiry reminders
+    /// claimed for expiries before it); returns how many events it deleted. Run by the
+    /// background task once an hour with the retention
+    /// ([`AuthenticatorBuilder::with_audit_retention`](crate::AuthenticatorBuilder::with_audit_retention)).
+    async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let _ = before;
+        Ok(0)
+    }
+
+    /// Claims the expiry reminder `lead` (seconds before the end; 0 for *expired*) of
+    /// token `id` for its expiry `expires_at`: `Ok(true)` for exactly one caller across
+    /// every replica sharing the store, which then sends it; `Ok(false)` for the others.
+    /// A new expiry (a sliding token, a changed one) is a new reminder. The default
+    /// claims everything, so with a store that does not implement it each replica
+    /// reminds once.
+    async fn claim_reminder(
+        &self,
+        id: &TokenId,
+        lead: u64,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, lead, expires_at);
+        Ok(true)
     }
 }
 

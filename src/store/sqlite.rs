@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 use sqlx::Sqlite;
 
 use crate::record::TokenRecord;
-use crate::store::codec;
+use crate::store::codec::{self, Flat};
 use crate::store::sql::engine::Engine;
 use crate::store::sql::{migrate, query, SqlStore};
 use crate::store::{mask_url, ChangeFeed, StoreError};
@@ -112,22 +112,27 @@ impl Readers {
         let row = conn
             .prepare_cached(&query::get_text())?
             .query_row([id.as_str()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                    r.get(10)?,
-                    r.get(11)?,
-                    r.get(12)?,
-                    r.get(13)?,
-                ))
+                Ok(query::Columns(Flat {
+                    id: r.get(0)?,
+                    owner: r.get(1)?,
+                    name: r.get(2)?,
+                    scopes: r.get(3)?,
+                    expiry: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    active: r.get(6)?,
+                    created: r.get(7)?,
+                    modified: r.get(8)?,
+                    last_used: r.get(9)?,
+                    secret_hash: r.get(10)?,
+                    previous_hash: r.get(11)?,
+                    previous_valid_until: r.get(12)?,
+                    version: r.get(13)?,
+                    created_ip: r.get(14)?,
+                    created_user_agent: r.get(15)?,
+                    last_used_ip: r.get(16)?,
+                    last_used_user_agent: r.get(17)?,
+                    recent_ips: r.get(18)?,
+                }))
             })
             .optional()?;
         // Only a connection that just worked goes back to the pool.

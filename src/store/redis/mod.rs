@@ -7,12 +7,14 @@ use redis::{AsyncCommands, Script};
 
 mod scripts;
 
-use scripts::{DELETE, INSERT, LIST, REPLACE, TOUCH, UPDATE};
+use scripts::{DELETE, EVENTS, INSERT, LIST, PRUNE_EVENTS, REPLACE, TOUCH, UPDATE};
 
+use crate::events::Event;
 use crate::record::TokenRecord;
 use crate::store::codec::{self, Flat};
 use crate::store::{
-    mask_url, ChangeFeed, ListQuery, Page, SortField, StoreError, TokenStore, Touch, Update,
+    mask_url, ChangeFeed, EventQuery, ListQuery, Page, SortField, StoreError, TokenStore, Touch,
+    Update,
 };
 use crate::token::TokenId;
 
@@ -122,9 +124,15 @@ fn fields(record: &TokenRecord) -> Result<Vec<(&'static str, String)>, StoreErro
             .into_iter()
             .filter_map(|(k, x)| x.map(|x| (k, x.to_string()))),
     );
-    if let Some(h) = f.previous_hash {
-        v.push(("previous_hash", h));
-    }
+    let opt_text = [
+        ("previous_hash", f.previous_hash),
+        ("created_ip", f.created_ip),
+        ("created_user_agent", f.created_user_agent),
+        ("last_used_ip", f.last_used_ip),
+        ("last_used_user_agent", f.last_used_user_agent),
+        ("recent_ips", f.recent_ips),
+    ];
+    v.extend(opt_text.into_iter().filter_map(|(k, x)| x.map(|x| (k, x))));
     Ok(v)
 }
 
@@ -157,6 +165,11 @@ fn from_hash(mut h: HashMap<String, String>) -> Result<TokenRecord, StoreError> 
         previous_hash: h.remove("previous_hash"),
         previous_valid_until: int(h.remove("previous_valid_until"), "previous_valid_until")?,
         version: int(h.remove("version"), "version")?.unwrap_or(1),
+        created_ip: h.remove("created_ip"),
+        created_user_agent: h.remove("created_user_agent"),
+        last_used_ip: h.remove("last_used_ip"),
+        last_used_user_agent: h.remove("last_used_user_agent"),
+        recent_ips: h.remove("recent_ips"),
     }
     .into_record()
 }
@@ -164,6 +177,14 @@ fn from_hash(mut h: HashMap<String, String>) -> Result<TokenRecord, StoreError> 
 impl RedisStore {
     /// Key prefix used by [`connect`](Self::connect).
     pub const DEFAULT_PREFIX: &'static str = "pat:";
+
+    /// About how many events the audit log (a stream, `<prefix>events`) keeps; the
+    /// oldest go first (`XADD … MAXLEN ~`).
+    pub const AUDIT_CAPACITY: u64 = 100_000;
+
+    /// Seconds a claimed reminder (`<prefix>r:<id>:<lead>:<expiry>`) is kept beyond its
+    /// lead time: 30 days.
+    const REMINDER_TTL: u64 = 30 * 86_400;
 
     /// Connects to `url` (`redis://[:password@]host:6379[/db]`) with key prefix `pat:`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -206,6 +227,10 @@ impl RedisStore {
 
     fn token_key(&self, id: &TokenId) -> String {
         format!("{}t:{id}", self.prefix)
+    }
+
+    fn events_key(&self) -> String {
+        format!("{}events", self.prefix)
     }
 
     fn channel(&self) -> String {
@@ -373,7 +398,8 @@ impl TokenStore for RedisStore {
             .arg(ts(q.last_used_before))
             .arg(bit(q.never_used))
             .arg(bit(q.active))
-            .arg(opt(q.search.as_ref().map(|s| s.to_lowercase())));
+            .arg(opt(q.search.as_ref().map(|s| s.to_lowercase())))
+            .arg(opt(q.last_used_ip.map(codec::ip_text)));
         let v: redis::Value = inv
             .invoke_async(&mut self.conn.clone())
             .await
@@ -411,6 +437,10 @@ impl TokenStore for RedisStore {
                     .map(|e| e.unix_timestamp().to_string())
                     .unwrap_or_default(),
             )
+            .arg(if touch.from.is_empty() { "0" } else { "1" })
+            .arg(touch.from.client.map(codec::ip_text).unwrap_or_default())
+            .arg(touch.from.user_agent.as_deref().unwrap_or(""))
+            .arg(codec::ips_text(&touch.recent_clients).unwrap_or_default())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(failed)?;
@@ -429,5 +459,101 @@ impl TokenStore for RedisStore {
 
     async fn follow_changes(&self, feed: ChangeFeed) {
         subscribe(&self.client, &self.channel(), &self.instance, &feed).await;
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for e in events {
+            let json = serde_json::to_string(e)
+                .map_err(|err| StoreError::Invalid(format!("cannot encode an event: {err}")))?;
+            pipe.cmd("XADD")
+                .arg(self.events_key())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(Self::AUDIT_CAPACITY)
+                .arg("*")
+                .arg("at")
+                .arg(e.at.unix_timestamp())
+                .arg("token")
+                .arg(e.token_id.as_str())
+                .arg("owner")
+                .arg(&e.owner)
+                .arg("type")
+                .arg(e.kind.name())
+                .arg("e")
+                .arg(json)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(failed)
+    }
+
+    async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let opt = |v: Option<String>| v.map_or_else(|| "-".to_owned(), |v| format!("+{v}"));
+        let ts = |t: Option<time::OffsetDateTime>| opt(t.map(|t| t.unix_timestamp().to_string()));
+        let v: Vec<String> = EVENTS
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg("")
+            .arg(q.offset())
+            .arg(q.limit())
+            .arg(opt(q.token_id.map(|id| id.to_string())))
+            .arg(opt(q.owner.clone()))
+            .arg(opt(q.kind.clone()))
+            .arg(ts(q.since))
+            .arg(ts(q.until))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(failed)?;
+        let mut v = v.into_iter();
+        let total = v
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| {
+                StoreError::Invalid("unexpected answer to the redis events script".into())
+            })?;
+        Ok(Page {
+            total,
+            items: v
+                .map(|json| codec::event(&json))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn prune_events(&self, before: time::OffsetDateTime) -> Result<u64, StoreError> {
+        PRUNE_EVENTS
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg("")
+            .arg(before.unix_timestamp())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(failed)
+    }
+
+    async fn claim_reminder(
+        &self,
+        id: &TokenId,
+        lead: u64,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        // Kept past the reminder's window (its lead and the expired horizon), then gone.
+        let ttl = lead.saturating_add(Self::REMINDER_TTL);
+        let key = format!(
+            "{}r:{id}:{lead}:{}",
+            self.prefix,
+            expires_at.unix_timestamp()
+        );
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(failed)?;
+        Ok(set.is_some())
     }
 }

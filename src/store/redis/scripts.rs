@@ -67,7 +67,8 @@ const SWAP: &str = r#"
 local function swap(tid, expected, first, last)
   local k = tkey(tid)
   if redis.call('EXISTS', k) == 0 then return 0 end
-  local old = redis.call('HMGET', k, 'version', 'last_used', 'expires_at', 'expiry', 'sliding')
+  local old = redis.call('HMGET', k, 'version', 'last_used', 'expires_at', 'expiry', 'sliding',
+    'last_used_ip', 'last_used_user_agent', 'recent_ips')
   if (old[1] or '1') ~= expected then return 2 end
   unindex(tid)
   redis.call('DEL', k)
@@ -75,6 +76,9 @@ local function swap(tid, expected, first, last)
   local new = redis.call('HMGET', k, 'last_used', 'expires_at', 'expiry', 'sliding')
   if old[2] and (not new[1] or tonumber(old[2]) > tonumber(new[1])) then
     redis.call('HSET', k, 'last_used', old[2])
+    for i, f in ipairs({'last_used_ip', 'last_used_user_agent', 'recent_ips'}) do
+      if old[5 + i] then redis.call('HSET', k, f, old[5 + i]) else redis.call('HDEL', k, f) end
+    end
   end
   if old[5] == '1' and new[4] == '1' and old[4] == new[3] and old[3]
      and (not new[2] or tonumber(old[3]) > tonumber(new[2])) then
@@ -133,7 +137,10 @@ return 1
     )
 });
 
-/// `ARGV[3]`: last used; `ARGV[4]`: new sliding expiry or ''.
+/// `ARGV[3]`: last used; `ARGV[4]`: new sliding expiry or ''; `ARGV[5]`: '1' when
+/// `ARGV[6]` (address or '') and `ARGV[7]` (user agent or '') are the last use's origin;
+/// `ARGV[8]`: the recent addresses, or '' to keep them. The origin goes with a
+/// `last_used` that moves forward.
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -141,8 +148,11 @@ local k = tkey(id)
 if redis.call('EXISTS', k) == 0 then return 0 end
 local h = redis.call('HMGET', k, 'last_used', 'expires_at', 'sliding')
 local changed = false
+local function put(f, v) if v == '' then redis.call('HDEL', k, f) else redis.call('HSET', k, f, v) end end
 if not h[1] or tonumber(h[1]) < tonumber(ARGV[3]) then
   redis.call('HSET', k, 'last_used', ARGV[3]); changed = true
+  if ARGV[5] == '1' then put('last_used_ip', ARGV[6]); put('last_used_user_agent', ARGV[7]) end
+  if ARGV[8] ~= '' then redis.call('HSET', k, 'recent_ips', ARGV[8]) end
 end
 if ARGV[4] ~= '' and h[3] == '1' and (not h[2] or tonumber(h[2]) < tonumber(ARGV[4])) then
   redis.call('HSET', k, 'expires_at', ARGV[4]); changed = true
@@ -157,7 +167,8 @@ return 1
 /// `ARGV[5]`, `ARGV[6]`: offset, limit; `ARGV[7]`: '1' when `ARGV[2]` is an owner;
 /// `ARGV[8..15]`: filters, each `-` (absent) or `+<value>`: name (lower-cased), scope
 /// (padded with spaces), expires before, expires after, last used before, never used
-/// (`1`/`0`), active (`1`/`0`), search (lower-cased).
+/// (`1`/`0`), active (`1`/`0`), search (lower-cased); `ARGV[16]`: last used from this
+/// address.
 /// Returns `{total, {hash fields…}, …}`.
 ///
 /// `passes` is the Lua form of [`ListQuery::matches`], which defines what each filter
@@ -172,7 +183,8 @@ if ARGV[7] == '1' then key = P .. 'o:' .. ARGV[2] .. ':' .. field else key = P .
 local function opt(i) local v = ARGV[i]; if string.sub(v, 1, 1) == '+' then return string.sub(v, 2) end return nil end
 local f_name, f_scope, f_eb, f_ea = opt(8), opt(9), opt(10), opt(11)
 local f_ub, f_never, f_active, f_search = opt(12), opt(13), opt(14), opt(15)
-local filtered = f_name or f_scope or f_eb or f_ea or f_ub or f_never or f_active or f_search
+local f_ip = opt(16)
+local filtered = f_name or f_scope or f_eb or f_ea or f_ub or f_never or f_active or f_search or f_ip
 local function member_id(m) if field == 'name' then return string.sub(m, -16) end return m end
 local function range(a, b)
   if desc then return redis.call('ZREVRANGE', key, a, b) end
@@ -181,7 +193,7 @@ end
 local function has(hay, needle) return string.find(hay, needle, 1, true) ~= nil end
 local function num(v) if v then return tonumber(v) end return nil end
 local function passes(id)
-  local h = redis.call('HMGET', tkey(id), 'name_lc', 'owner_lc', 'scopes', 'expires_at', 'last_used', 'active')
+  local h = redis.call('HMGET', tkey(id), 'name_lc', 'owner_lc', 'scopes', 'expires_at', 'last_used', 'active', 'last_used_ip')
   local exp, used = num(h[4]), num(h[5])
   if f_name and not has(h[1], f_name) then return false end
   if f_scope and not has(' ' .. h[3] .. ' ', f_scope) then return false end
@@ -192,6 +204,7 @@ local function passes(id)
   if f_never == '0' and not used then return false end
   if f_active and h[6] ~= f_active then return false end
   if f_search and not (has(h[1], f_search) or has(h[2], f_search)) then return false end
+  if f_ip and h[7] ~= f_ip then return false end
   return true
 end
 local ids = {}
@@ -219,6 +232,66 @@ end
 local out = {total}
 for _, tid in ipairs(ids) do out[#out + 1] = redis.call('HGETALL', tkey(tid)) end
 return out
+"#,
+    )
+});
+
+/// The audit log, a stream `<prefix>events` whose entries hold `at`, `token`, `owner`,
+/// `type` and the event's JSON (`e`). `ARGV[3]`, `ARGV[4]`: offset, limit; `ARGV[5..9]`:
+/// filters, each `-` (absent) or `+<value>`: token id, owner, type, since, until (unix
+/// seconds). Returns `{total, json…}`, newest first: the Lua form of
+/// [`EventQuery::matches`](crate::store::EventQuery::matches).
+pub(super) static EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local key = P .. 'events'
+local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function opt(i) local v = ARGV[i]; if string.sub(v, 1, 1) == '+' then return string.sub(v, 2) end return nil end
+local f_token, f_owner, f_type, f_since, f_until = opt(5), opt(6), opt(7), opt(8), opt(9)
+local total, out, last = 0, {}, '+'
+while true do
+  local batch = redis.call('XREVRANGE', key, last, '-', 'COUNT', 500)
+  local n = #batch
+  if last ~= '+' and n > 0 then table.remove(batch, 1) end
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    last = entry[1]
+    local f, h = entry[2], {}
+    for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
+    local at = tonumber(h['at'])
+    if (not f_token or h['token'] == f_token) and (not f_owner or h['owner'] == f_owner)
+       and (not f_type or h['type'] == f_type)
+       and (not f_since or at >= tonumber(f_since)) and (not f_until or at < tonumber(f_until)) then
+      total = total + 1
+      if total > offset and #out < limit then out[#out + 1] = h['e'] end
+    end
+  end
+  if n < 500 then break end
+end
+table.insert(out, 1, tostring(total))
+return out
+"#,
+    )
+});
+
+/// Deletes the audit log's entries whose `at` is before `ARGV[3]`, oldest first, up to
+/// the first that is not. Returns how many it deleted.
+pub(super) static PRUNE_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local key = P .. 'events'
+local deleted = 0
+while true do
+  local batch = redis.call('XRANGE', key, '-', '+', 'COUNT', 500)
+  if #batch == 0 then return deleted end
+  for _, entry in ipairs(batch) do
+    local f, at = entry[2], nil
+    for i = 1, #f, 2 do if f[i] == 'at' then at = tonumber(f[i + 1]) end end
+    if at and at >= tonumber(ARGV[3]) then return deleted end
+    redis.call('XDEL', key, entry[1])
+    deleted = deleted + 1
+  end
+end
 "#,
     )
 });

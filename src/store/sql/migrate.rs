@@ -24,6 +24,11 @@ pub(crate) const SQLITE: Embedded = Embedded(&[
         "version",
         include_str!("../migrations/sqlite/0002_version.sql"),
     ),
+    (
+        3,
+        "signals",
+        include_str!("../migrations/sqlite/0003_signals.sql"),
+    ),
 ]);
 
 #[cfg(feature = "postgres")]
@@ -37,6 +42,11 @@ pub(crate) const POSTGRES: Embedded = Embedded(&[
         2,
         "version",
         include_str!("../migrations/postgres/0002_version.sql"),
+    ),
+    (
+        3,
+        "signals",
+        include_str!("../migrations/postgres/0003_signals.sql"),
     ),
 ]);
 

@@ -14,7 +14,13 @@ use std::future::Future;
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
 use crate::record::TokenRecord;
-use crate::store::{ChangeFeed, ListQuery, Page, StoreError, TokenStore, Touch, Update};
+use time::OffsetDateTime;
+
+use crate::events::Event;
+use crate::store::codec;
+use crate::store::{
+    ChangeFeed, EventQuery, ListQuery, Page, StoreError, TokenStore, Touch, Update,
+};
 use crate::token::TokenId;
 use query::{Columns, Sql};
 
@@ -144,6 +150,7 @@ where
     for<'q> bool: Encode<'q, D> + Type<D>,
     for<'r> Columns: FromRow<'r, D::Row>,
     for<'r> (i64,): FromRow<'r, D::Row>,
+    for<'r> (String,): FromRow<'r, D::Row>,
 {
     async fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
         if let Some(read) = D::get_direct(self, id) {
@@ -269,5 +276,66 @@ where
 
     async fn follow_changes(&self, feed: ChangeFeed) {
         D::follow_changes(self, feed).await;
+    }
+
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        for event in events {
+            let (sql, args) = Sql::<D>::append_event(event)?.into_parts()?;
+            sqlx::query_with(&sql, args)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::failed)?;
+        }
+        Ok(())
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Page<Event>, StoreError> {
+        let (count, count_args) = Sql::<D>::count_events(query).into_parts()?;
+        let (page, page_args) = Sql::<D>::page_events(query).into_parts()?;
+        let total: i64 = sqlx::query_scalar_with(&count, count_args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Self::failed)?;
+        let rows: Vec<String> = sqlx::query_scalar_with(&page, page_args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::failed)?;
+        Ok(Page {
+            total: u64::try_from(total).unwrap_or(0),
+            items: rows
+                .iter()
+                .map(|json| codec::event(json))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let cut = before.unix_timestamp();
+        let (sql, args) = Sql::<D>::prune_reminders(cut).into_parts()?;
+        sqlx::query_with(&sql, args)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::failed)?;
+        let (sql, args) = Sql::<D>::prune_events(cut).into_parts()?;
+        let done = sqlx::query_with(&sql, args)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::failed)?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn claim_reminder(
+        &self,
+        id: &TokenId,
+        lead: u64,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (sql, args) =
+            Sql::<D>::claim_reminder(id, lead, expires_at.unix_timestamp()).into_parts()?;
+        let done = sqlx::query_with(&sql, args)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::failed)?;
+        Ok(D::rows_affected(&done) == 1)
     }
 }

@@ -16,61 +16,68 @@
 use sqlx::{Arguments as _, Encode, Type};
 
 use super::Dialect;
+use crate::events::Event;
 use crate::record::TokenRecord;
-use crate::store::codec::Flat;
-use crate::store::{ListQuery, SortField, StoreError, Touch};
+use crate::store::codec::{self, Flat};
+use crate::store::{EventQuery, ListQuery, SortField, StoreError, Touch};
 use crate::token::TokenId;
 
 /// Sort key of a nullable column: `NULL` becomes the largest value.
 const NULL_LAST: &str = "9223372036854775807";
 
-/// The columns a record is read from, in the order of [`Columns`].
+/// The columns a record is read from, in the order [`Columns`] reads them.
 const COLUMNS: &str = "id, owner, name, scopes, expiry, expires_at, active, created, \
-     modified, last_used, secret_hash, previous_hash, previous_valid_until, version";
+     modified, last_used, secret_hash, previous_hash, previous_valid_until, version, \
+     created_ip, created_user_agent, last_used_ip, last_used_user_agent, recent_ips";
 
-/// A row of [`COLUMNS`], decoded by sqlx's `FromRow` for tuples (and by rusqlite's `get`
-/// on the SQLite fast path): one column order for every driver.
-pub(crate) type Columns = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    bool,
-    i64,
-    i64,
-    Option<i64>,
-    String,
-    Option<String>,
-    Option<i64>,
-    i64,
-);
+/// A row of [`COLUMNS`], decoded by position (sqlx's `FromRow`, and rusqlite's `get` on
+/// the SQLite fast path): one column order for every driver. (sqlx's `FromRow` for tuples
+/// stops at 16 columns; a record has 19.)
+pub(crate) struct Columns(pub(crate) Flat);
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for Columns
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Columns(Flat {
+            id: row.try_get(0)?,
+            owner: row.try_get(1)?,
+            name: row.try_get(2)?,
+            scopes: row.try_get(3)?,
+            expiry: row.try_get(4)?,
+            expires_at: row.try_get(5)?,
+            active: row.try_get(6)?,
+            created: row.try_get(7)?,
+            modified: row.try_get(8)?,
+            last_used: row.try_get(9)?,
+            secret_hash: row.try_get(10)?,
+            previous_hash: row.try_get(11)?,
+            previous_valid_until: row.try_get(12)?,
+            version: row.try_get(13)?,
+            created_ip: row.try_get(14)?,
+            created_user_agent: row.try_get(15)?,
+            last_used_ip: row.try_get(16)?,
+            last_used_user_agent: row.try_get(17)?,
+            recent_ips: row.try_get(18)?,
+        }))
+    }
+}
 
 /// The record of a row of [`COLUMNS`].
 pub(crate) fn record(c: Columns) -> Result<TokenRecord, StoreError> {
-    Flat {
-        id: c.0,
-        owner: c.1,
-        name: c.2,
-        scopes: c.3,
-        expiry: c.4,
-        expires_at: c.5,
-        active: c.6,
-        created: c.7,
-        modified: c.8,
-        last_used: c.9,
-        secret_hash: c.10,
-        previous_hash: c.11,
-        previous_valid_until: c.12,
-        version: c.13,
-    }
-    .into_record()
+    c.0.into_record()
 }
 
 const WRITE_COLUMNS: &str = "id, owner, owner_lc, name, name_lc, scopes, expiry, sliding, \
      expires_at, active, created, modified, last_used, secret_hash, previous_hash, \
-     previous_valid_until, version";
+     previous_valid_until, version, created_ip, created_user_agent, last_used_ip, \
+     last_used_user_agent, recent_ips";
 
 /// A statement and its bound values, for engine `D`.
 pub(crate) struct Sql<'q, D: Dialect> {
@@ -163,6 +170,11 @@ where
             .push(", ");
         q.bind(f.previous_hash).push(", ");
         q.bind(f.previous_valid_until).push(", ").bind(f.version);
+        q.push(", ").bind(f.created_ip);
+        q.push(", ").bind(f.created_user_agent);
+        q.push(", ").bind(f.last_used_ip);
+        q.push(", ").bind(f.last_used_user_agent);
+        q.push(", ").bind(f.recent_ips);
         q.push(") ON CONFLICT (id) DO NOTHING");
         Ok(q)
     }
@@ -187,12 +199,30 @@ where
         q.push(", previous_hash = ").bind(f.previous_hash);
         q.push(", previous_valid_until = ")
             .bind(f.previous_valid_until);
-        q.push(", last_used = CASE WHEN last_used IS NOT NULL AND (")
-            .bind(f.last_used)
-            .push(" IS NULL OR last_used > ")
-            .bind(f.last_used)
-            .push(") THEN last_used ELSE ")
-            .bind(f.last_used);
+        q.push(", created_ip = ").bind(f.created_ip);
+        q.push(", created_user_agent = ").bind(f.created_user_agent);
+        // The use columns keep the stored values when the stored use is the later one.
+        let used = f.last_used;
+        let stored_is_later = |q: &mut Self| {
+            q.push(" = CASE WHEN last_used IS NOT NULL AND (")
+                .bind(used)
+                .push(" IS NULL OR last_used > ")
+                .bind(used)
+                .push(") THEN ");
+        };
+        q.push(", last_used_ip");
+        stored_is_later(&mut q);
+        q.push("last_used_ip ELSE ").bind(f.last_used_ip);
+        q.push(" END, last_used_user_agent");
+        stored_is_later(&mut q);
+        q.push("last_used_user_agent ELSE ")
+            .bind(f.last_used_user_agent);
+        q.push(" END, recent_ips");
+        stored_is_later(&mut q);
+        q.push("recent_ips ELSE ").bind(f.recent_ips);
+        q.push(" END, last_used");
+        stored_is_later(&mut q);
+        q.push("last_used ELSE ").bind(f.last_used);
         q.push(" END, expires_at = CASE WHEN sliding AND ")
             .bind(d.sliding)
             .push(" AND expiry = ")
@@ -211,14 +241,33 @@ where
     }
 
     /// Moves `last_used` and, for sliding tokens, `expires_at` forward only, in one atomic
-    /// statement (so concurrent touches from many replicas keep the latest values).
+    /// statement (so concurrent touches from many replicas keep the latest values); the
+    /// origin and the recent addresses go with a `last_used` that moves forward. (Every
+    /// `CASE` reads the row as it was before the statement.)
     pub(crate) fn touch(id: &TokenId, t: &Touch) -> Self {
         let used = t.last_used.unix_timestamp();
         let exp = t.expires_at.map(|e| e.unix_timestamp());
-        let mut q = Self::new(
-            "UPDATE pat_tokens SET last_used = CASE WHEN last_used IS NULL OR last_used < ",
-        );
-        q.bind(used).push(" THEN ").bind(used);
+        let mut q = Self::new("UPDATE pat_tokens SET ");
+        let forward = |q: &mut Self, col: &str| {
+            q.push(col)
+                .push(" = CASE WHEN last_used IS NULL OR last_used < ")
+                .bind(used)
+                .push(" THEN ");
+        };
+        if !t.from.is_empty() {
+            forward(&mut q, "last_used_ip");
+            q.bind(t.from.client.map(codec::ip_text))
+                .push(" ELSE last_used_ip END, ");
+            forward(&mut q, "last_used_user_agent");
+            q.bind(t.from.user_agent.clone())
+                .push(" ELSE last_used_user_agent END, ");
+        }
+        if let Some(recent) = codec::ips_text(&t.recent_clients) {
+            forward(&mut q, "recent_ips");
+            q.bind(recent).push(" ELSE recent_ips END, ");
+        }
+        forward(&mut q, "last_used");
+        q.bind(used);
         q.push(" ELSE last_used END, expires_at = CASE WHEN sliding AND ")
             .bind(exp)
             .push(" IS NOT NULL AND (expires_at IS NULL OR expires_at < ")
@@ -283,6 +332,10 @@ where
             and(self, "last_used IS NOT NULL AND last_used < ");
             self.bind(t.unix_timestamp());
         }
+        if let Some(ip) = q.last_used_ip {
+            and(self, "last_used_ip = ");
+            self.bind(codec::ip_text(ip));
+        }
         match q.never_used {
             Some(true) => and(self, "last_used IS NULL"),
             Some(false) => and(self, "last_used IS NOT NULL"),
@@ -299,6 +352,98 @@ where
             self.push(" OR ");
             contains(self, "owner_lc", s);
             self.push(")");
+        }
+    }
+}
+
+impl<'q, D: Dialect> Sql<'q, D>
+where
+    String: Encode<'q, D> + Type<D>,
+    i64: Encode<'q, D> + Type<D>,
+{
+    /// Appends one event to the audit log.
+    pub(crate) fn append_event(e: &Event) -> Result<Self, StoreError> {
+        let json = serde_json::to_string(e)
+            .map_err(|err| StoreError::Invalid(format!("cannot encode an event: {err}")))?;
+        let mut q = Self::new("INSERT INTO pat_events (at, token_id, owner, type, event) VALUES (");
+        q.bind(e.at.unix_timestamp()).push(", ");
+        q.bind(e.token_id.to_string()).push(", ");
+        q.bind(e.owner.clone()).push(", ");
+        q.bind(e.kind.name().to_owned()).push(", ").bind(json);
+        q.push(")");
+        Ok(q)
+    }
+
+    /// How many events pass the query's filters.
+    pub(crate) fn count_events(query: &EventQuery) -> Self {
+        let mut q = Self::new("SELECT COUNT(*) FROM pat_events");
+        q.event_filters(query);
+        q
+    }
+
+    /// The query's page of events (as JSON), newest first.
+    pub(crate) fn page_events(query: &EventQuery) -> Self {
+        let mut q = Self::new("SELECT event FROM pat_events");
+        q.event_filters(query);
+        q.push(&format!(
+            " ORDER BY seq DESC LIMIT {} OFFSET {}",
+            query.limit(),
+            query.offset()
+        ));
+        q
+    }
+
+    /// Deletes the events before `before` (unix seconds).
+    pub(crate) fn prune_events(before: i64) -> Self {
+        let mut q = Self::new("DELETE FROM pat_events WHERE at < ");
+        q.bind(before);
+        q
+    }
+
+    /// Deletes the reminders claimed for expiries before `before` (unix seconds).
+    pub(crate) fn prune_reminders(before: i64) -> Self {
+        let mut q = Self::new("DELETE FROM pat_reminders WHERE expires_at < ");
+        q.bind(before);
+        q
+    }
+
+    /// Claims a reminder: one row affected for the one caller that claims it.
+    pub(crate) fn claim_reminder(id: &TokenId, lead: u64, expires_at: i64) -> Self {
+        let mut q = Self::new("INSERT INTO pat_reminders (token_id, lead, expires_at) VALUES (");
+        q.bind(id.to_string()).push(", ");
+        q.bind(i64::try_from(lead).unwrap_or(i64::MAX)).push(", ");
+        q.bind(expires_at);
+        q.push(") ON CONFLICT DO NOTHING");
+        q
+    }
+
+    /// The `WHERE` clause of [`EventQuery::matches`].
+    fn event_filters(&mut self, q: &EventQuery) {
+        let mut first = true;
+        let mut and = |sql: &mut Self, clause: &str| {
+            sql.push(if first { " WHERE " } else { " AND " });
+            first = false;
+            sql.push(clause);
+        };
+        if let Some(id) = &q.token_id {
+            and(self, "token_id = ");
+            self.bind(id.to_string());
+        }
+        if let Some(o) = &q.owner {
+            and(self, "owner = ");
+            self.bind(o.clone());
+        }
+        if let Some(k) = &q.kind {
+            and(self, "type = ");
+            self.bind(k.clone());
+        }
+        if let Some(t) = q.since {
+            and(self, "at >= ");
+            self.bind(t.unix_timestamp());
+        }
+        if let Some(t) = q.until {
+            and(self, "at < ");
+            self.bind(t.unix_timestamp());
         }
     }
 }
