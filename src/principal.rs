@@ -30,6 +30,9 @@ pub struct Principal {
     expires_at: Option<OffsetDateTime>,
     /// The challenge of the layer that accepted the token, for inner layers' refusals.
     challenge: Option<Challenge>,
+    /// The client address the layer resolved for the request (its
+    /// [`ClientAddress`](crate::ClientAddress) setting), for the events of what it does.
+    client: Option<std::net::IpAddr>,
     /// What the use still needs that the HTTP layer finishes
     /// (`followup` bits; 0 for most uses).
     followup: u8,
@@ -53,6 +56,7 @@ impl Principal {
             live,
             expires_at,
             challenge: None,
+            client: None,
             followup: 0,
         }
     }
@@ -108,6 +112,19 @@ impl Principal {
     pub(crate) fn with_challenge(mut self, challenge: Challenge) -> Self {
         self.challenge = Some(challenge);
         self
+    }
+
+    pub(crate) fn with_client(mut self, client: Option<std::net::IpAddr>) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The client address of the request, as the [`PatLayer`](crate::PatLayer) that
+    /// accepted the token resolved it (its
+    /// [`ClientAddress`](crate::ClientAddress) setting: the connection, or a trusted
+    /// proxy's header); `None` without a layer or when it could not tell.
+    pub fn client(&self) -> Option<std::net::IpAddr> {
+        self.client
     }
 
     /// The challenge (realm, schemes) of the [`PatLayer`](crate::PatLayer) that accepted

@@ -23,11 +23,13 @@
 //! | method and path | answer |
 //! |---|---|
 //! | `POST /personal-access-tokens` | 201, the token value (only time), `Cache-Control: no-store` |
-//! | `GET /personal-access-tokens` | `{count, next, previous, results}`; `owner-id`, AWX lookups, `search`, `order_by`, `page`, `page_size` |
+//! | `GET /personal-access-tokens` | `{count, next, previous, results}`; `owner-id`, AWX lookups, `last_used_ip`, `expires_within=7d`, `search`, `order_by`, `page`, `page_size` |
 //! | `GET /personal-access-tokens/{id}` | the token (never its secret or hash) |
 //! | `PATCH /personal-access-tokens/{id}` | JSON Patch (`application/json-patch+json`), all or nothing |
 //! | `DELETE /personal-access-tokens/{id}` | 204 |
 //! | `POST /personal-access-tokens/{id}/rotate` | the new token value; `{"grace": "1h", "new_id": false}` |
+//! | `GET /personal-access-tokens/events` | the audit log, newest first: `{count, next, previous, results}`; `token_id`, `owner`, `type`, `since`, `until` (RFC 3339 or `7d`), `page`, `page_size` |
+//! | `GET /personal-access-tokens/{id}/events` | one token's events (also after it was deleted) |
 //! | `GET /personal-access-tokens/openapi.json` | the OpenAPI 3 document |
 //! | `POST /personal-access-tokens/revoke` | leaked-token reports, no authentication ([`revoke_router`], outside the layer): always 202 |
 //!
@@ -45,7 +47,7 @@ mod router;
 
 pub use error::{ApiError, ErrorBody};
 pub use openapi::document;
-pub use router::{AdminApi, RevokeAnswer, RevokeRequest, TokenList, BASE};
+pub use router::{AdminApi, EventList, RevokeAnswer, RevokeRequest, TokenList, BASE};
 
 /// The admin router: mount it behind [`PatLayer`](crate::PatLayer).
 pub fn router(manager: crate::manage::Manager) -> axum::Router {

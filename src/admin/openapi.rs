@@ -258,7 +258,7 @@ type Operation = (
 fn paths(doc: &mut Value) {
     let base = crate::admin::BASE;
     revoke_path(doc, base);
-    let ops: [Operation; 7] = [
+    let ops: [Operation; 9] = [
         (base.to_owned(), "post", &[
             ("400", "Bad input (names the field or scope), or no JSON body"),
             ("403", "insufficient_scope (pat:write, or pat:admin for another owner), a scope the caller's token lacks, an end after the caller's own, or refused by the expiry policy"),
@@ -269,6 +269,14 @@ fn paths(doc: &mut Value) {
             ("403", "insufficient_scope: pat:read, or pat:admin for another owner"),
         ]),
         (format!("{base}/openapi.json"), "get", &[]),
+        (format!("{base}/events"), "get", &[
+            ("400", "Unknown filter field or bad value"),
+            ("403", "insufficient_scope: pat:read, or pat:admin for another owner"),
+        ]),
+        (format!("{base}/{{id}}/events"), "get", &[
+            ("400", "Not a token id, or an unknown filter field or bad value"),
+            ("403", "insufficient_scope: pat:read"),
+        ]),
         (format!("{base}/{{id}}"), "get", &[
             ("403", "insufficient_scope: pat:read"),
             ("404", "No such token, or another user's"),

@@ -17,16 +17,17 @@ use utoipa::OpenApi;
 
 use super::error::{ApiError, ErrorBody};
 use super::json::{json_response, media_type, optional_json, required_json};
+use crate::events::Event;
 use crate::events::Origin;
 use crate::limit::AttemptLimiter;
-use crate::manage::filter::{apply_filter, parse_order};
+use crate::manage::filter::{apply_event_filter, apply_filter_at, parse_order};
 use crate::manage::json_patch;
 use crate::manage::{
     Actor, CreateTokenRequest, IssuedToken, ManageError, Manager, RotateRequest, TokenView,
 };
 use crate::principal::Principal;
 use crate::rejection::Challenge;
-use crate::store::ListQuery;
+use crate::store::{EventQuery, ListQuery};
 
 /// Where the router's routes live.
 pub const BASE: &str = "/personal-access-tokens";
@@ -45,7 +46,8 @@ pub struct TokenList {
 }
 
 /// The caller, from the [`Principal`] that [`crate::PatLayer`] put in the request, and
-/// where the request came from (the connection's address, the `User-Agent`), for events.
+/// where the request came from (the client address the layer resolved, the
+/// `User-Agent`), for events.
 struct Caller(Actor, Origin);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -54,10 +56,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Principal>() {
             Some(p) => {
-                let client = parts
-                    .extensions
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map(|c| c.0.ip().to_canonical());
+                // The address the layer resolved (a trusted proxy's header, if so
+                // configured), else the connection's.
+                let client = p.client().or_else(|| {
+                    parts
+                        .extensions
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|c| c.0.ip().to_canonical())
+                });
                 let user_agent = parts
                     .headers
                     .get(http::header::USER_AGENT)
@@ -94,6 +100,8 @@ pub(super) fn routes(manager: Manager, document: Value) -> Router {
             get(get_token).patch(patch_token).delete(delete_token),
         )
         .route(&format!("{BASE}/{{id}}/rotate"), post(rotate_token))
+        .route(&format!("{BASE}/events"), get(list_events))
+        .route(&format!("{BASE}/{{id}}/events"), get(token_events))
         .with_state(manager)
 }
 
@@ -186,6 +194,8 @@ async fn create_token(
         ("expires__gt" = Option<String>, Query, description = "Expires after (RFC 3339); never-expiring included"),
         ("last_used__lte" = Option<String>, Query, description = "Last used at or before (RFC 3339)"),
         ("last_used__isnull" = Option<bool>, Query, description = "Never used (true) or used (false)"),
+        ("last_used_ip" = Option<String>, Query, description = "Last used from this client address, e.g. 192.0.2.7"),
+        ("expires_within" = Option<String>, Query, description = "Expires within this duration from now (and has not yet), e.g. 7d"),
         ("active" = Option<bool>, Query, description = "Enabled or disabled"),
         ("search" = Option<String>, Query, description = "Free text over name and owner"),
         ("order_by" = Option<String>, Query, description = "created, last_used, expires or name; '-' prefix for descending"),
@@ -207,13 +217,14 @@ async fn list_tokens(
     let mut q = ListQuery::new();
     let (mut page, mut page_size) = (1u32, 25u32);
     let mut owner_id = None;
+    let now = m.authenticator().clock().now();
     for (k, v) in &pairs {
         match k.as_str() {
             "owner-id" | "owner_id" => owner_id = Some(v.clone()),
             "order_by" => q.order = parse_order(v)?,
             "page" => page = number(k, v, 1, u32::MAX)?,
             "page_size" => page_size = number(k, v, 1, ListQuery::MAX_PAGE_SIZE)?,
-            _ => apply_filter(&mut q, k, v)?,
+            _ => apply_filter_at(&mut q, k, v, now)?,
         }
     }
     let me = match &actor {
@@ -254,6 +265,130 @@ async fn list_tokens(
         results: result.items,
     };
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// A page of the audit log, newest first, AWX style.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    /// Events matching the filters, over all pages.
+    pub count: u64,
+    /// The next page's URL, if any.
+    pub next: Option<String>,
+    /// The previous page's URL, if any.
+    pub previous: Option<String>,
+    /// This page's events: `at`, `token_id`, `owner`, `actor`, `client`, `user_agent`,
+    /// `type` and the type's fields (`fields`, `new_id`, `lead` in seconds). Never a
+    /// secret.
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<Event>,
+}
+
+/// List the audit log's events, newest first.
+///
+/// An owner sees the events of their own tokens; an admin (`pat:admin`) everyone's.
+#[utoipa::path(
+    get,
+    path = "/personal-access-tokens/events",
+    params(
+        ("token_id" = Option<String>, Query, description = "Only this token's events"),
+        ("owner" = Option<String>, Query, description = "Only events of this owner's tokens (another owner's needs pat:admin)"),
+        ("type" = Option<String>, Query, description = "created, changed, rotated, disabled, enabled, deleted, revoked_as_leaked, first_use, new_client_address, expiring_soon or expired"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time, or a duration before now such as 7d"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time, or a duration before now such as 1h"),
+        ("page" = Option<u32>, Query, description = "Page, from 1"),
+        ("page_size" = Option<u32>, Query, description = "Items per page, 1 to 1000 (default 25)"),
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = EventList),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_events(
+    State(m): State<Manager>,
+    Caller(actor, _): Caller,
+    OriginalUri(uri): OriginalUri,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    events_page(m, actor, uri, query, None).await
+}
+
+/// List one token's events, newest first (also after it was deleted).
+#[utoipa::path(
+    get,
+    path = "/personal-access-tokens/{id}/events",
+    params(
+        ("id" = String, Path, description = "The token's id"),
+        ("type" = Option<String>, Query, description = "Only events of this type"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time, or a duration before now such as 7d"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time, or a duration before now"),
+        ("page" = Option<u32>, Query, description = "Page, from 1"),
+        ("page_size" = Option<u32>, Query, description = "Items per page, 1 to 1000 (default 25)"),
+    ),
+    responses(
+        (status = 200, description = "A page of the token's events (empty for an unknown id, or another user's token)", body = EventList),
+    ),
+    security(("bearer" = []))
+)]
+async fn token_events(
+    State(m): State<Manager>,
+    Caller(actor, _): Caller,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let id = id
+        .parse()
+        .map_err(|_| ManageError::bad_input("id", "not a token id"))?;
+    events_page(m, actor, uri, query, Some(id)).await
+}
+
+async fn events_page(
+    m: Manager,
+    actor: Actor,
+    uri: http::Uri,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    token: Option<crate::token::TokenId>,
+) -> Result<Response, ApiError> {
+    let Query(pairs) = query.map_err(|e| ManageError::bad_input("query", e.body_text()))?;
+    let mut q = EventQuery::new();
+    let (mut page, mut page_size) = (1u32, 25u32);
+    let now = m.authenticator().clock().now();
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "page" => page = number(k, v, 1, u32::MAX)?,
+            "page_size" => page_size = number(k, v, 1, ListQuery::MAX_PAGE_SIZE)?,
+            "token_id" if token.is_some() => {
+                return Err(ManageError::bad_input(k, "the path names the token").into())
+            }
+            _ => apply_event_filter(&mut q, k, v, now)?,
+        }
+    }
+    if token.is_some() {
+        q.token_id = token;
+    }
+    let q = q.page(page, page_size);
+    let result = m.events(&actor, q).await?;
+    let shown = u64::from(page) * u64::from(page_size);
+    let body = EventList {
+        count: result.total,
+        next: (shown < result.total).then(|| page_link(&uri, &pairs, page + 1)),
+        previous: (page > 1).then(|| page_link(&uri, &pairs, page - 1)),
+        results: result.items,
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The URL of page `p` of a listing at `uri` with the query `pairs`.
+fn page_link(uri: &http::Uri, pairs: &[(String, String)], p: u32) -> String {
+    let mut s = format!("{}?", uri.path());
+    for (k, v) in pairs.iter().filter(|(k, _)| k != "page") {
+        s.push_str(&encode(k));
+        s.push('=');
+        s.push_str(&encode(v));
+        s.push('&');
+    }
+    s.push_str(&format!("page={p}"));
+    s
 }
 
 /// A whole number in `min..=max`, written as the document says: digits, no sign, no
@@ -525,6 +660,8 @@ impl utoipa::Modify for BearerScheme {
         patch_token,
         delete_token,
         rotate_token,
+        list_events,
+        token_events,
         openapi_json,
         revoke_leaked
     ),
@@ -536,6 +673,7 @@ impl utoipa::Modify for BearerScheme {
         TokenView,
         IssuedToken,
         TokenList,
+        EventList,
         ErrorBody
     )),
     modifiers(&BearerScheme)

@@ -140,6 +140,9 @@ impl Authenticator {
             // What the loop needs is taken when it first runs, so a future dropped unpolled
             // leaves it for another.
             let Some(inner) = weak.upgrade() else { return };
+            if *stop.borrow() {
+                return; // shut down before it first ran
+            }
             let due = inner
                 .tasks
                 .due_rx
@@ -186,7 +189,8 @@ impl Authenticator {
 
     /// Stops the [`background`](Self::background) future and waits until it has finished
     /// what it was doing (a write, an event being delivered, the events queued), then
-    /// writes every pending use to the store ([`flush`](Self::flush)). Call once, when
+    /// writes every pending use to the store ([`flush`](Self::flush)). Without a
+    /// background task (a short-lived process), it delivers the queued events itself. Call once, when
     /// the server has stopped taking requests; it is final: a background future made
     /// afterwards stops at once. Returns how many tokens the flush wrote.
     pub async fn shutdown(&self) -> Result<usize, StoreError> {
@@ -197,6 +201,13 @@ impl Authenticator {
         tasks.stop.send_replace(true);
         if tasks.running.load(Ordering::Acquire) {
             done.await;
+        } else if let Some(mut queued) = self.inner.events.take_receiver() {
+            // No background task ran (a short-lived process, such as the CLI): deliver
+            // the events queued so far here.
+            let sinks = self.inner.events.sinks.clone();
+            while let Ok(event) = queued.try_recv() {
+                events::deliver(&sinks, &event).await;
+            }
         }
         self.flush().await
     }

@@ -43,7 +43,9 @@ impl Authenticator {
     ///     .with_clock(clock.clone())
     ///     .build();
     /// let ends = clock.now() + Duration::from_secs(10 * 86_400);
-    /// auth.create(NewToken::new("alice", "ci").expiry(Expiry::at(ends))).await.unwrap();
+    /// auth.create(NewToken::new("alice", "ci").with_expiry(Expiry::HardLimit { expires_at: ends }))
+    ///     .await
+    ///     .unwrap();
     /// assert_eq!(auth.send_reminders().await.unwrap(), 0); // 10 days left
     /// clock.advance(Duration::from_secs(4 * 86_400));
     /// assert_eq!(auth.send_reminders().await.unwrap(), 1); // within 7 days

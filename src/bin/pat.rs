@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! pat [--store URL] token create -u USER [-n NAME] [-e 20d | -a SECONDS | --never] [-s SCOPE]... [-q]
-//! pat [--store URL] token list [-u USER] [--filter FIELD__OP=VALUE]... [--order-by F] [--json]
+//! pat [--store URL] token list [-u USER] [--expiring-within 7d] [--filter FIELD__OP=VALUE]... [--order-by F] [--json]
 //! pat [--store URL] token show ID [--json]
+//! pat [--store URL] token events [ID] [--owner U] [--type T] [--since 7d] [--until T] [--json]
 //! pat [--store URL] token revoke|disable|enable ID
 //! pat [--store URL] token rotate ID [--grace 1h] [--new-id] [-q]
 //! pat [--store URL] token check TOKEN|- [--offline]
@@ -23,14 +24,14 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tower_pat::manage::{apply_filter, parse_order};
+use tower_pat::manage::{apply_event_filter, apply_filter, parse_order};
 use tower_pat::manage::{
     Actor, CreateTokenRequest, ExpiryPolicy, IssuedToken, ManageError, Manager, RotateRequest,
     TokenPatch, TokenView,
 };
 use tower_pat::parse_duration;
-use tower_pat::store::{self, ListQuery, StoreError, TokenStore};
-use tower_pat::{AuthError, Authenticator, TokenFormat};
+use tower_pat::store::{self, EventQuery, ListQuery, StoreError, TokenStore};
+use tower_pat::{AuthError, Authenticator, Event, EventActor, EventKind, TokenFormat};
 
 /// Manage personal access tokens in a tower-pat store.
 #[derive(Debug, Parser)]
@@ -87,6 +88,8 @@ enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show the audit log, newest first: every token's events, or one token's.
+    Events(EventsArgs),
     /// Delete a token: it stops working at once.
     Revoke {
         /// The token's id.
@@ -160,9 +163,13 @@ struct ListArgs {
     #[arg(short, long)]
     user: Option<String>,
     /// A filter FIELD__OP=VALUE (repeatable), e.g. name__icontains=ci, active=false,
-    /// expires__lt=2030-01-01T00:00:00Z, last_used__isnull=true, scope=repo:read, search=deploy.
+    /// expires__lt=2030-01-01T00:00:00Z, last_used__isnull=true, last_used_ip=192.0.2.7,
+    /// scope=repo:read, search=deploy.
     #[arg(long = "filter", value_name = "FIELD__OP=VALUE")]
     filters: Vec<String>,
+    /// Only tokens that expire within this duration from now (and have not yet), e.g. 7d.
+    #[arg(long, value_name = "DURATION")]
+    expiring_within: Option<String>,
     /// Order: created, last_used, expires or name; prefix '-' for descending.
     #[arg(long, allow_hyphen_values = true)]
     order_by: Option<String>,
@@ -170,6 +177,34 @@ struct ListArgs {
     #[arg(long, default_value_t = 1)]
     page: u32,
     /// Tokens per page (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    page_size: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    /// Only this token's events (also after it was deleted).
+    id: Option<String>,
+    /// Only events of this user's tokens.
+    #[arg(short, long)]
+    owner: Option<String>,
+    /// Only events of this type: created, changed, rotated, disabled, enabled, deleted,
+    /// revoked_as_leaked, first_use, new_client_address, expiring_soon, expired.
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+    /// Only events since this time: RFC 3339, or a duration before now such as 7d.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only events before this time: RFC 3339, or a duration before now such as 1h.
+    #[arg(long)]
+    until: Option<String>,
+    /// Page, from 1.
+    #[arg(long, default_value_t = 1)]
+    page: u32,
+    /// Events per page (1 to 1000).
     #[arg(long, default_value_t = 100)]
     page_size: u32,
     /// Print JSON.
@@ -290,6 +325,13 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         return check(&cli, token, *offline).await;
     }
     let (m, _) = open(&cli).await?;
+    let done = command(&m, cmd).await;
+    // The events of what was done go to the sinks (the audit log) before the process ends.
+    let _ = m.authenticator().shutdown().await;
+    done
+}
+
+async fn command(m: &Manager, cmd: &TokenCommand) -> Result<(), Fail> {
     let op = &Actor::Operator;
     let mut out = std::io::stdout().lock();
     match cmd {
@@ -320,6 +362,9 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             if let Some(u) = &a.user {
                 q.owner = Some(u.clone());
             }
+            if let Some(within) = &a.expiring_within {
+                apply_filter(&mut q, "expires_within", within).map_err(manage_fail)?;
+            }
             if let Some(o) = &a.order_by {
                 q.order = parse_order(o).map_err(manage_fail)?;
             }
@@ -338,6 +383,30 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 let _ = writeln!(out, "{}", serde_json::to_string(&v).unwrap_or_default());
             } else {
                 print_view(&mut out, &v);
+            }
+        }
+        TokenCommand::Events(a) => {
+            let now = m.authenticator().clock().now();
+            let mut q = EventQuery::new();
+            let filters = [
+                ("token_id", &a.id),
+                ("owner", &a.owner),
+                ("type", &a.kind),
+                ("since", &a.since),
+                ("until", &a.until),
+            ];
+            for (k, v) in filters {
+                if let Some(v) = v {
+                    apply_event_filter(&mut q, k, v, now).map_err(manage_fail)?;
+                }
+            }
+            let q = q.page(a.page, a.page_size);
+            let page = m.events(op, q).await.map_err(manage_fail)?;
+            if a.json {
+                let doc = serde_json::json!({"count": page.total, "results": page.items});
+                let _ = writeln!(out, "{doc}");
+            } else {
+                print_events(&mut out, &page.items, page.total);
             }
         }
         TokenCommand::Revoke { id } => {
@@ -400,7 +469,10 @@ async fn check(cli: &Cli, token: &str, offline: bool) -> Result<(), Fail> {
         return Ok(());
     }
     let (m, _) = open(cli).await?;
-    match m.authenticator().authenticate(&token).await {
+    let checked = m.authenticator().authenticate(&token).await;
+    // Its use (and a first-use event) reach the store before the process ends.
+    let _ = m.authenticator().shutdown().await;
+    match checked {
         Ok(p) => {
             let _ = writeln!(out, "status: valid");
             let _ = writeln!(out, "owner: {}", p.owner());
@@ -469,6 +541,12 @@ fn print_view(out: &mut impl Write, v: &TokenView) {
     let _ = writeln!(out, "active: {}", v.active);
     let _ = writeln!(out, "created: {}", time_text(Some(v.created), ""));
     let _ = writeln!(out, "last used: {}", time_text(v.last_used, "never"));
+    if let Some(from) = origin_text(v.last_used_ip, v.last_used_user_agent.as_deref()) {
+        let _ = writeln!(out, "last used from: {from}");
+    }
+    if let Some(from) = origin_text(v.created_ip, v.created_user_agent.as_deref()) {
+        let _ = writeln!(out, "created from: {from}");
+    }
     if let Some(until) = v.previous_secret_valid_until {
         let _ = writeln!(
             out,
@@ -478,16 +556,27 @@ fn print_view(out: &mut impl Write, v: &TokenView) {
     }
 }
 
-fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
-    fn cut(s: &str, n: usize) -> String {
-        if s.chars().count() > n {
-            let mut c: String = s.chars().take(n - 1).collect();
-            c.push('…');
-            c
-        } else {
-            s.to_owned()
-        }
+/// `address (user agent)`, either part alone, or `None` when neither is known.
+fn origin_text(ip: Option<std::net::IpAddr>, user_agent: Option<&str>) -> Option<String> {
+    match (ip, user_agent) {
+        (Some(ip), Some(ua)) => Some(format!("{ip} ({ua})")),
+        (Some(ip), None) => Some(ip.to_string()),
+        (None, Some(ua)) => Some(format!("({ua})")),
+        (None, None) => None,
     }
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        let mut c: String = s.chars().take(n - 1).collect();
+        c.push('…');
+        c
+    } else {
+        s.to_owned()
+    }
+}
+
+fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
     let header = [
         "ID",
         "OWNER",
@@ -495,9 +584,10 @@ fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
         "SCOPES",
         "EXPIRES",
         "LAST USED",
+        "LAST USED FROM",
         "ACTIVE",
     ];
-    let rows: Vec<[String; 7]> = items
+    let rows: Vec<[String; 8]> = items
         .iter()
         .map(|v| {
             [
@@ -507,12 +597,67 @@ fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
                 cut(&scopes_text(&v.scopes), 40),
                 time_text(v.expires_at, "never"),
                 time_text(v.last_used, "never"),
+                cut(
+                    &origin_text(v.last_used_ip, v.last_used_user_agent.as_deref())
+                        .unwrap_or_else(|| "-".to_owned()),
+                    40,
+                ),
                 if v.active { "yes" } else { "no" }.to_owned(),
             ]
         })
         .collect();
+    print_rows(out, &header, &rows);
+    let _ = writeln!(out, "{} of {total} tokens", rows.len());
+}
+
+/// What an event says beyond its type, in a few words.
+fn event_detail(e: &Event) -> String {
+    match &e.kind {
+        EventKind::Changed { fields } => fields.join(","),
+        EventKind::Rotated { new_id: Some(id) } => format!("new id {id}"),
+        EventKind::ExpiringSoon { lead } => {
+            let s = lead.as_secs();
+            if s % 86_400 == 0 {
+                format!("in {} d", s / 86_400)
+            } else {
+                format!("in {} h", s / 3600)
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+fn print_events(out: &mut impl Write, items: &[Event], total: u64) {
+    let header = ["AT", "TYPE", "TOKEN", "OWNER", "ACTOR", "FROM", "DETAIL"];
+    let rows: Vec<[String; 7]> = items
+        .iter()
+        .map(|e| {
+            let actor = match &e.actor {
+                EventActor::Token { id, .. } => format!("token {id}"),
+                other => other.to_string(),
+            };
+            [
+                time_text(Some(e.at), ""),
+                e.kind.name().to_owned(),
+                e.token_id.to_string(),
+                cut(&e.owner, 24),
+                actor,
+                cut(
+                    &origin_text(e.client, e.user_agent.as_deref()).unwrap_or_else(|| "-".into()),
+                    40,
+                ),
+                event_detail(e),
+            ]
+        })
+        .collect();
+    print_rows(out, &header, &rows);
+    let _ = writeln!(out, "{} of {total} events", rows.len());
+}
+
+/// A table: the header and the rows, in columns as wide as their widest cell.
+fn print_rows<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(|h| h.chars().count());
-    for r in &rows {
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -531,8 +676,7 @@ fn print_table(out: &mut impl Write, items: &[TokenView], total: u64) {
         s
     };
     let _ = writeln!(out, "{}", line(&header.map(String::from)));
-    for r in &rows {
+    for r in rows {
         let _ = writeln!(out, "{}", line(r));
     }
-    let _ = writeln!(out, "{} of {total} tokens", rows.len());
 }

@@ -43,6 +43,20 @@ struct Config {
     options: ParseOptions,
     challenge: Challenge,
     client_address: ClientAddress,
+    expiration_header: bool,
+}
+
+/// The response header [`PatLayer::with_expiration_header`] adds.
+static EXPIRATION: http::HeaderName = http::HeaderName::from_static("pat-token-expiration");
+
+/// The `Pat-Token-Expiration` value for a principal, when it has an end.
+#[cold]
+fn expiration_stamp(principal: &Principal) -> Option<http::HeaderValue> {
+    let end = principal.expires_at()?;
+    let text = end
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()?;
+    http::HeaderValue::try_from(text).ok()
 }
 
 /// What every request of a [`PatService`] reads, behind one reference count (axum clones
@@ -72,6 +86,7 @@ impl PatLayer {
                 options: ParseOptions::default(),
                 challenge: Challenge::default(),
                 client_address: ClientAddress::default(),
+                expiration_header: false,
             }),
             on_rejection: DefaultOnRejection,
         }
@@ -87,7 +102,26 @@ impl<R> PatLayer<R> {
             challenge: Challenge::new(&realm, options.bearer, options.basic),
             options,
             client_address: self.config.client_address,
+            expiration_header: self.config.expiration_header,
         });
+        self
+    }
+
+    /// Adds `Pat-Token-Expiration: <RFC 3339 time>` to the response of every request
+    /// authenticated with a token that expires (default off), as GitHub's
+    /// `GitHub-Authentication-Token-Expiration` does, so a client can warn its user in
+    /// time. For an auto-refresh token it is the end after this use.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use tower_pat::{Authenticator, MemoryStore, PatLayer};
+    ///
+    /// # let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+    /// let layer = PatLayer::new(auth).with_expiration_header(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn with_expiration_header(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.config).expiration_header = on;
         self
     }
 
@@ -364,7 +398,14 @@ where
                         .auth
                         .follow_up(&mut principal, client, user_agent(req.headers()));
                 }
-                let principal = principal.with_challenge(shared.config.challenge.clone());
+                let principal = principal
+                    .with_challenge(shared.config.challenge.clone())
+                    .with_client(client);
+                if shared.config.expiration_header {
+                    let stamp = expiration_stamp(&principal);
+                    req.extensions_mut().insert(principal);
+                    return ResponseFuture::stamped(self.inner.call(req), stamp);
+                }
                 req.extensions_mut().insert(principal);
                 return ResponseFuture::inner(self.inner.call(req));
             }
@@ -391,9 +432,19 @@ where
                             .auth
                             .follow_up(&mut principal, client, user_agent(req.headers()));
                     }
-                    let principal = principal.with_challenge(config.challenge.clone());
+                    let principal = principal
+                        .with_challenge(config.challenge.clone())
+                        .with_client(client);
+                    let stamp = config
+                        .expiration_header
+                        .then(|| expiration_stamp(&principal))
+                        .flatten();
                     req.extensions_mut().insert(principal);
-                    inner.call(req).await
+                    let mut res = inner.call(req).await?;
+                    if let Some(stamp) = stamp {
+                        res.headers_mut().insert(EXPIRATION.clone(), stamp);
+                    }
+                    Ok(res)
                 }
                 Err(rejection) => Ok(shared.on_rejection.on_rejection(rejection)),
             }
@@ -417,6 +468,7 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Inner { #[pin] future: F },
+        Stamped { #[pin] future: F, stamp: Option<http::HeaderValue> },
         Ready { response: Option<Response<B>> },
         Boxed { future: BoxedResponse<B, E> },
     }
@@ -426,6 +478,12 @@ impl<F, B, E> ResponseFuture<F, B, E> {
     fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner { future },
+        }
+    }
+
+    fn stamped(future: F, stamp: Option<http::HeaderValue>) -> Self {
+        Self {
+            kind: Kind::Stamped { future, stamp },
         }
     }
 
@@ -459,6 +517,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
+            KindProj::Stamped { future, stamp } => match future.poll(cx) {
+                Poll::Ready(Ok(mut res)) => {
+                    if let Some(stamp) = stamp.take() {
+                        res.headers_mut().insert(EXPIRATION.clone(), stamp);
+                    }
+                    Poll::Ready(Ok(res))
+                }
+                other => other,
+            },
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after it completed"))),

@@ -16,10 +16,13 @@
 
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use super::error::ManageError;
 use super::request::parse_time;
 use crate::clock;
-use crate::store::{ListQuery, Order, SortField};
+use crate::expiry::parse_duration;
+use crate::store::{EventQuery, ListQuery, Order, SortField};
 
 /// The filter keys [`apply_filter`] knows.
 pub(crate) const FILTER_FIELDS: &[&str] = &[
@@ -34,6 +37,8 @@ pub(crate) const FILTER_FIELDS: &[&str] = &[
     "last_used__lt",
     "last_used__lte",
     "last_used__isnull",
+    "last_used_ip",
+    "expires_within",
     "active",
     "search",
 ];
@@ -44,10 +49,32 @@ pub(crate) const ORDER_FIELDS: &[&str] = &["created", "last_used", "expires", "n
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Adds the lookup `key=value` to `query`. An unknown key, or a value of the wrong kind,
-/// is a [`ManageError::BadInput`] naming the key.
+/// is a [`ManageError::BadInput`] naming the key. `expires_within=7d` (a token that
+/// expires in the next 7 days, and has not yet) counts from the system clock's now.
 pub fn apply_filter(query: &mut ListQuery, key: &str, value: &str) -> Result<(), ManageError> {
+    apply_filter_at(query, key, value, OffsetDateTime::now_utc())
+}
+
+/// [`apply_filter`] with `now` for the relative filters (`expires_within`).
+pub(crate) fn apply_filter_at(
+    query: &mut ListQuery,
+    key: &str,
+    value: &str,
+    now: OffsetDateTime,
+) -> Result<(), ManageError> {
     let time = || parse_time(key, value);
     match key {
+        "last_used_ip" => {
+            query.last_used_ip = Some(value.trim().parse().map_err(|_| {
+                ManageError::bad_input(key, "expected an IP address, e.g. 192.0.2.7 or 2001:db8::1")
+            })?);
+        }
+        "expires_within" => {
+            let within =
+                parse_duration(value).map_err(|e| ManageError::bad_input(key, e.to_string()))?;
+            query.expires_after = Some(now);
+            query.expires_before = Some(clock::add(clock::add(now, within), SECOND));
+        }
         "owner" => query.owner = Some(value.to_owned()),
         "name__icontains" | "description__icontains" => {
             query.name_contains = Some(value.to_owned());
@@ -110,4 +137,71 @@ pub(crate) fn boolean(key: &str, value: &str) -> Result<bool, ManageError> {
         "false" => Ok(false),
         _ => Err(ManageError::bad_input(key, "expected true or false")),
     }
+}
+
+/// The filter keys [`apply_event_filter`] knows.
+pub(crate) const EVENT_FILTER_FIELDS: &[&str] = &["token_id", "owner", "type", "since", "until"];
+
+/// The event types, as [`EventKind::name`](crate::EventKind::name) spells them.
+pub(crate) const EVENT_TYPES: &[&str] = &[
+    "created",
+    "changed",
+    "rotated",
+    "disabled",
+    "enabled",
+    "deleted",
+    "revoked_as_leaked",
+    "first_use",
+    "new_client_address",
+    "expiring_soon",
+    "expired",
+];
+
+/// Adds the audit-log filter `key=value` to `query`: `token_id`, `owner`, `type` (one
+/// of [`EVENT_TYPES`]), `since` and `until` (an RFC 3339 time, or a duration such as
+/// `7d` meaning that long before `now`). An unknown key or a bad value is a
+/// [`ManageError::BadInput`] naming the key.
+pub fn apply_event_filter(
+    query: &mut EventQuery,
+    key: &str,
+    value: &str,
+    now: OffsetDateTime,
+) -> Result<(), ManageError> {
+    let when = || match parse_duration(value) {
+        Ok(ago) => Ok(now - ago),
+        Err(_) => parse_time(key, value).map_err(|_| {
+            ManageError::bad_input(key, "expected an RFC 3339 time or a duration such as 7d")
+        }),
+    };
+    match key {
+        "token_id" => {
+            query.token_id = Some(
+                value
+                    .parse()
+                    .map_err(|_| ManageError::bad_input(key, "not a token id"))?,
+            );
+        }
+        "owner" => query.owner = Some(value.to_owned()),
+        "type" => {
+            if !EVENT_TYPES.contains(&value) {
+                return Err(ManageError::bad_input(
+                    key,
+                    format!("unknown event type; known: {}", EVENT_TYPES.join(", ")),
+                ));
+            }
+            query.kind = Some(value.to_owned());
+        }
+        "since" => query.since = Some(when()?),
+        "until" => query.until = Some(when()?),
+        _ => {
+            return Err(ManageError::bad_input(
+                key.chars().take(64).collect::<String>(),
+                format!(
+                    "unknown filter field; known: {}",
+                    EVENT_FILTER_FIELDS.join(", ")
+                ),
+            ))
+        }
+    }
+    Ok(())
 }

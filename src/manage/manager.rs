@@ -15,7 +15,7 @@ use crate::events::{Event, EventActor, EventKind, Origin};
 use crate::expiry::Expiry;
 use crate::record::TokenRecord;
 use crate::scope::Scope;
-use crate::store::{ListQuery, Page, StoreError, Update};
+use crate::store::{EventQuery, ListQuery, Page, StoreError, Update};
 use crate::token::TokenId;
 use time::OffsetDateTime;
 
@@ -337,6 +337,7 @@ impl Manager {
                 name: req.name,
                 scopes,
                 expiry,
+                from: self.origin.clone(),
             }))
             .await?;
         self.emit(actor, &created.record, EventKind::Created);
@@ -377,6 +378,29 @@ impl Manager {
             total: page.total,
             items: page.items.iter().map(TokenView::from).collect(),
         })
+    }
+
+    /// One page of the audit log, newest first: an owner sees the events of their own
+    /// tokens (`pat:read`), an admin (`pat:admin`) everyone's. A non-admin asking for
+    /// another owner's events gets 403; asking for another owner's token id finds
+    /// nothing, as for an unknown id.
+    pub async fn events(
+        &self,
+        actor: &Actor,
+        mut query: EventQuery,
+    ) -> Result<Page<Event>, ManageError> {
+        self.scopes.require(actor, Right::Read)?;
+        if let Actor::Principal(p) = actor {
+            if !self.is_admin(actor) {
+                if query.owner.as_deref().is_some_and(|o| o != p.owner()) {
+                    return Err(ManageError::InsufficientScope {
+                        scope: self.scopes.admin.to_string(),
+                    });
+                }
+                query.owner = Some(p.owner().to_string());
+            }
+        }
+        self.io(self.auth.store().list_events(&query)).await
     }
 
     /// Changes name, scopes, active flag or expiry. Validation happens before anything is

@@ -3,6 +3,7 @@
 //! adds rights and the expiry policy on top.
 
 use crate::authenticator::Authenticator;
+use crate::events::Origin;
 use crate::expiry::Expiry;
 use crate::record::TokenRecord;
 use crate::scope::ScopeSet;
@@ -22,6 +23,9 @@ pub struct NewToken {
     pub scopes: ScopeSet,
     /// Expiry; default never.
     pub expiry: Expiry,
+    /// Where the request that creates it came from (recorded as the token's
+    /// [`created_from`](crate::TokenRecord::created_from)); default unknown.
+    pub from: Origin,
 }
 
 impl NewToken {
@@ -32,7 +36,14 @@ impl NewToken {
             name: name.into(),
             scopes: ScopeSet::full_access(),
             expiry: Expiry::Never,
+            from: Origin::default(),
         }
+    }
+
+    /// Created by a request from `from`.
+    pub fn with_origin(mut self, from: Origin) -> Self {
+        self.from = from;
+        self
     }
 
     /// With these scopes.
@@ -67,7 +78,7 @@ impl Authenticator {
             token,
         } = self.format().mint();
         let now = self.clock().now();
-        let record = TokenRecord::new(
+        let mut record = TokenRecord::new(
             id,
             new.owner,
             new.name,
@@ -76,6 +87,7 @@ impl Authenticator {
             secret_hash,
             now,
         );
+        record.created_from = new.from;
         self.store_call(self.store().insert(&record)).await?;
         Ok(CreatedToken { record, token })
     }

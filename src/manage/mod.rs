@@ -59,7 +59,7 @@ mod validate;
 mod view;
 
 pub use error::ManageError;
-pub use filter::{apply_filter, parse_order};
+pub use filter::{apply_event_filter, apply_filter, parse_order};
 pub use json_patch::{
     apply as apply_patch, parse as parse_patch, Patch, PatchError, PatchErrorKind, PatchOperation,
 };

@@ -1,6 +1,8 @@
 //! What the management API shows of a token: [`TokenView`] (never the secret or its
 //! hash) and [`IssuedToken`] (the view plus the token string, shown once).
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -50,6 +52,22 @@ pub struct TokenView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "admin", schema(value_type = Option<String>, format = DateTime))]
     pub last_used: Option<OffsetDateTime>,
+    /// The client address of the last use (as of its last write-behind write); `null`
+    /// until a use named one.
+    #[serde(default)]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>, example = "192.0.2.7"))]
+    pub last_used_ip: Option<IpAddr>,
+    /// The user agent of the last use (at most 256 characters, no control characters).
+    #[serde(default)]
+    pub last_used_user_agent: Option<String>,
+    /// The client address of the request that created the token; `null` when it was
+    /// made by an operator or server-side code.
+    #[serde(default)]
+    #[cfg_attr(feature = "admin", schema(value_type = Option<String>, example = "192.0.2.7"))]
+    pub created_ip: Option<IpAddr>,
+    /// The user agent of the request that created the token.
+    #[serde(default)]
+    pub created_user_agent: Option<String>,
     /// After a rotation with a grace period: until when the old secret still works.
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "admin", schema(value_type = Option<String>, format = DateTime))]
@@ -62,7 +80,7 @@ pub struct TokenView {
 
 impl TokenView {
     /// The fields of a token's JSON, in order (what a JSON Patch `test` may read).
-    pub(crate) const FIELDS: [&'static str; 14] = [
+    pub(crate) const FIELDS: [&'static str; 18] = [
         "id",
         "owner",
         "name",
@@ -75,6 +93,10 @@ impl TokenView {
         "created",
         "modified",
         "last_used",
+        "last_used_ip",
+        "last_used_user_agent",
+        "created_ip",
+        "created_user_agent",
         "previous_secret_valid_until",
         "version",
     ];
@@ -104,6 +126,10 @@ impl From<&TokenRecord> for TokenView {
             created: r.created,
             modified: r.modified,
             last_used: r.last_used,
+            last_used_ip: r.last_used_from.client,
+            last_used_user_agent: r.last_used_from.user_agent.clone(),
+            created_ip: r.created_from.client,
+            created_user_agent: r.created_from.user_agent.clone(),
             previous_secret_valid_until: r.previous_secret.map(|p| p.valid_until),
             version: r.version,
         }
