@@ -11,11 +11,15 @@ mod store_env;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::IpAddr;
 use time::macros::datetime;
 use time::OffsetDateTime;
-use tower_pat::store::{ListQuery, Order, SortField, StoreError, TokenStore, Touch, Update};
-use tower_pat::Expiry;
+
+use tower_pat::store::{
+    EventQuery, ListQuery, Order, SortField, StoreError, TokenStore, Touch, Update,
+};
 use tower_pat::SecretHash;
+use tower_pat::{Event, EventKind, Expiry, Origin};
 use tower_pat::{PreviousSecret, TokenRecord};
 use tower_pat::{ScopeSet, TokenId};
 
@@ -72,6 +76,15 @@ fn dataset() -> Vec<TokenRecord> {
             }
             r.last_used = (i % 3 != 0).then(|| T0 + secs(86_400 * ((i * 5) % 11)));
             r.active = i % 5 != 2;
+            if r.last_used.is_some() && i % 2 == 1 {
+                let ip: IpAddr = if i % 4 == 1 {
+                    [192, 0, 2, (i % 3) as u8].into()
+                } else {
+                    "2001:db8::7".parse().unwrap()
+                };
+                r.last_used_from = Origin::new(Some(ip), Some("curl/8"));
+                r.recent_clients = vec![ip, [198, 51, 100, 1].into()];
+            }
             if i % 6 == 0 {
                 r.previous_secret = Some(PreviousSecret {
                     hash: SecretHash::of("old"),
@@ -190,6 +203,26 @@ fn filters() -> Vec<(&'static str, ListQuery, bool)> {
         &|q| q.last_used_before = Some(T0 + secs(86_400 * 5)),
         true,
     );
+    add(
+        "last used ip",
+        &|q| q.last_used_ip = Some([192, 0, 2, 1].into()),
+        true,
+    );
+    add(
+        "last used ip v6",
+        &|q| q.last_used_ip = Some("2001:db8::7".parse().unwrap()),
+        true,
+    );
+    add(
+        "last used ip, mapped form",
+        &|q| q.last_used_ip = Some("::ffff:192.0.2.2".parse().unwrap()),
+        true,
+    );
+    add(
+        "last used ip none",
+        &|q| q.last_used_ip = Some([203, 0, 113, 9].into()),
+        false,
+    );
     add("never used", &|q| q.never_used = Some(true), true);
     add("used", &|q| q.never_used = Some(false), true);
     add("active", &|q| q.active = Some(true), true);
@@ -304,6 +337,14 @@ mod suite {
                 );
                 r.modified = T0 + secs(100);
                 r.last_used = prev.then_some(T0 + secs(50));
+                if prev {
+                    r.created_from = Origin::new(
+                        Some("2001:db8::1".parse().unwrap()),
+                        Some("Zoë's \"agent\" 🚀; DROP TABLE"),
+                    );
+                    r.last_used_from = Origin::new(Some([192, 0, 2, 9].into()), None);
+                    r.recent_clients = vec![[192, 0, 2, 9].into(), "2001:db8::1".parse().unwrap()];
+                }
                 r.active = !prev;
                 r.previous_secret = prev.then(|| PreviousSecret {
                     hash: SecretHash::of("before rotation"),
@@ -681,6 +722,195 @@ mod suite {
         assert!(got_a ^ got_b, "exactly one replacement exists");
     }
 
+    /// Where a use came from goes with a `last_used` that moves forward, never with one
+    /// that does not; an update made from an older read keeps it.
+    pub(crate) async fn touch_origin(store: Arc<dyn TokenStore>) {
+        let r = record("alice", "laptop");
+        store.insert(&r).await.unwrap();
+        let a: IpAddr = [192, 0, 2, 1].into();
+        let b: IpAddr = "2001:db8::2".parse().unwrap();
+        let first = Touch::new(T0 + secs(100), None)
+            .with_origin(Origin::new(Some(a), Some("first/1")), vec![a]);
+        store.touch(&r.id, &first).await.unwrap();
+        let got = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(got.last_used_from, Origin::new(Some(a), Some("first/1")));
+        assert_eq!(got.recent_clients, vec![a]);
+        // An older use from elsewhere changes nothing.
+        let late = Touch::new(T0 + secs(50), None)
+            .with_origin(Origin::new(Some(b), Some("late/1")), vec![b, a]);
+        store.touch(&r.id, &late).await.unwrap();
+        let got = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(got.last_used_from.client, Some(a));
+        assert_eq!(got.recent_clients, vec![a]);
+        // A newer one without an origin keeps the stored origin.
+        store
+            .touch(&r.id, &Touch::new(T0 + secs(150), None))
+            .await
+            .unwrap();
+        let got = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(got.last_used, Some(T0 + secs(150)));
+        assert_eq!(got.last_used_from.client, Some(a));
+        // A newer one with an origin (no user agent) replaces it whole.
+        let next =
+            Touch::new(T0 + secs(200), None).with_origin(Origin::new(Some(b), None), vec![b, a]);
+        store.touch(&r.id, &next).await.unwrap();
+        let got = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(got.last_used_from, Origin::new(Some(b), None));
+        assert_eq!(got.recent_clients, vec![b, a]);
+        let by_ip = |ip: IpAddr| {
+            let mut q = ListQuery::new();
+            q.last_used_ip = Some(ip);
+            q
+        };
+        assert_eq!(ids(&store.list(&by_ip(b)).await.unwrap().items), vec![r.id]);
+        assert!(store.list(&by_ip(a)).await.unwrap().items.is_empty());
+        // An update made from the record read before the last touch keeps the touch's
+        // origin, as it keeps its `last_used`.
+        let mut stale = r.clone();
+        stale.name = "renamed".into();
+        assert!(store.update(&stale).await.unwrap().is_written());
+        let got = store.get(&r.id).await.unwrap().unwrap();
+        assert_eq!(got.name, "renamed");
+        assert_eq!(got.last_used, Some(T0 + secs(200)));
+        assert_eq!(got.last_used_from, Origin::new(Some(b), None));
+        assert_eq!(got.recent_clients, vec![b, a]);
+    }
+
+    fn event(i: i64, token: TokenId, owner: &str, kind: EventKind) -> Event {
+        serde_json::from_value(serde_json::json!({
+            "at": (T0 + secs(60 * i)).format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "token_id": token.to_string(),
+            "owner": owner,
+            "type": "created",
+            "actor": if i % 2 == 0 {
+                serde_json::json!({"kind": "operator"})
+            } else {
+                serde_json::json!({"kind": "token", "id": token.to_string(), "owner": owner})
+            },
+            "client": if i % 3 == 0 { serde_json::json!("2001:db8::5") } else { serde_json::json!(null) },
+            "user_agent": if i % 3 == 0 { serde_json::json!("Zoë/1 🚀") } else { serde_json::json!(null) },
+        }))
+        .map(|mut e: Event| {
+            e.kind = kind;
+            e
+        })
+        .unwrap()
+    }
+
+    /// The audit log: appended in order, listed newest first with the filters of
+    /// [`EventQuery::matches`], paged, pruned by time.
+    pub(crate) async fn audit_log(store: Arc<dyn TokenStore>) {
+        let tokens = [
+            TokenId::generate(),
+            TokenId::generate(),
+            TokenId::generate(),
+        ];
+        let owners = ["alice", "bob", "alice"];
+        let kinds = [
+            EventKind::Created,
+            EventKind::Changed {
+                fields: vec!["name".into(), "scopes".into()],
+            },
+            EventKind::Rotated {
+                new_id: Some(tokens[1]),
+            },
+            EventKind::Disabled,
+            EventKind::ExpiringSoon {
+                lead: Duration::from_secs(7 * 86_400),
+            },
+            EventKind::FirstUse,
+            EventKind::Deleted,
+        ];
+        let events: Vec<Event> = (0..30)
+            .map(|i| {
+                let t = (i % 3) as usize;
+                event(i, tokens[t], owners[t], kinds[(i % 7) as usize].clone())
+            })
+            .collect();
+        // In two appends, the second of several events at once.
+        store.append_events(&events[..1]).await.unwrap();
+        store.append_events(&events[1..]).await.unwrap();
+        let newest_first: Vec<Event> = events.iter().rev().cloned().collect();
+        let all = store
+            .list_events(&EventQuery::new().page(1, 1000))
+            .await
+            .unwrap();
+        assert_eq!(all.total, 30);
+        assert_eq!(
+            all.items, newest_first,
+            "every field read back, newest first"
+        );
+        let mut queries: Vec<(&str, EventQuery)> = vec![
+            ("token", EventQuery::new().token(tokens[1])),
+            ("owner", EventQuery::new().owner("alice")),
+            ("unknown owner", EventQuery::new().owner("carol")),
+        ];
+        let mut q = EventQuery::new();
+        q.kind = Some("expiring_soon".into());
+        queries.push(("type", q));
+        let mut q = EventQuery::new().owner("alice");
+        q.since = Some(T0 + secs(60 * 10));
+        q.until = Some(T0 + secs(60 * 20));
+        queries.push(("owner, since, until", q));
+        for (label, q) in queries {
+            let want: Vec<&Event> = newest_first.iter().filter(|e| q.matches(e)).collect();
+            for (page, size) in [(1, 1000), (1, 4), (2, 4), (3, 4)] {
+                let got = store
+                    .list_events(&q.clone().page(page, size))
+                    .await
+                    .unwrap();
+                assert_eq!(got.total, want.len() as u64, "{label}");
+                let slice: Vec<&Event> = want
+                    .iter()
+                    .skip(((page - 1) * size) as usize)
+                    .take(size as usize)
+                    .copied()
+                    .collect();
+                assert_eq!(
+                    got.items.iter().collect::<Vec<_>>(),
+                    slice,
+                    "{label} page {page}"
+                );
+            }
+        }
+        // Pruning drops what is older than the cut, and only that.
+        let deleted = store.prune_events(T0 + secs(60 * 12)).await.unwrap();
+        assert_eq!(deleted, 12);
+        let left = store
+            .list_events(&EventQuery::new().page(1, 1000))
+            .await
+            .unwrap();
+        assert_eq!(left.items, newest_first[..18].to_vec());
+    }
+
+    /// A reminder is claimed once, by one of many claimants racing; another lead time or
+    /// another expiry is another reminder.
+    pub(crate) async fn reminder_claims(store: Arc<dyn TokenStore>) {
+        let id = TokenId::generate();
+        let end = T0 + secs(86_400 * 10);
+        let racing = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_reminder(&id, 86_400, end).await.unwrap() })
+        });
+        let won = futures_util::future::join_all(racing)
+            .await
+            .into_iter()
+            .filter(|r| *r.as_ref().unwrap())
+            .count();
+        assert_eq!(won, 1, "exactly one claimant wins");
+        assert!(!store.claim_reminder(&id, 86_400, end).await.unwrap());
+        assert!(store.claim_reminder(&id, 7 * 86_400, end).await.unwrap());
+        assert!(store.claim_reminder(&id, 0, end).await.unwrap());
+        assert!(store
+            .claim_reminder(&id, 86_400, end + secs(3600))
+            .await
+            .unwrap());
+        assert!(store
+            .claim_reminder(&TokenId::generate(), 86_400, end)
+            .await
+            .unwrap());
+    }
+
     pub(crate) async fn ids_unique(store: Arc<dyn TokenStore>) {
         let records: Vec<TokenRecord> = (0..200)
             .map(|i| record(&format!("user{}", i % 10), "bulk"))
@@ -704,7 +934,8 @@ macro_rules! conformance {
             use super::*;
             conformance!(@each $setup; crud, unknown_ids, insert_conflict, round_trip, filters,
                 sorts, pagination, touch, concurrent_touches, disabled_and_expired, ids_unique,
-                compare_and_swap, update_keeps_touches, atomic_replace);
+                compare_and_swap, update_keeps_touches, atomic_replace, touch_origin, audit_log,
+                reminder_claims);
         }
     };
     (@each $setup:path; $($test:ident),*) => {

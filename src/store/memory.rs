@@ -197,7 +197,12 @@ fn swap(map: &mut HashMap<TokenId, TokenRecord>, record: &TokenRecord) -> Update
     }
     let mut next = record.clone();
     next.version = record.version.wrapping_add(1);
-    next.last_used = next.last_used.max(slot.last_used);
+    // A use written since the read stays, with where it came from.
+    if slot.last_used > next.last_used {
+        next.last_used = slot.last_used;
+        next.last_used_from = slot.last_used_from.clone();
+        next.recent_clients = slot.recent_clients.clone();
+    }
     if next.expiry.is_sliding() && next.expiry == slot.expiry {
         next.expires_at = next.expires_at.max(slot.expires_at);
     }
