@@ -520,3 +520,81 @@ async fn revoke_on_postgres_reaches_a_running_authenticator_within_1s() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `--expiring-within 7d` lists exactly the tokens that end in the next 7 days (disabled
+/// ones too), and the CLI's own changes reach the audit log that `token events` reads.
+#[test]
+fn expiring_within_lists_exactly_the_window_and_cli_changes_are_events() {
+    let db = db();
+    let mk = |args: &[&str]| id_of(&create_quiet(&db.url, args));
+    let three_days = mk(&["-u", "alice", "-n", "a", "-e", "3d"]);
+    let ten_days = mk(&["-u", "alice", "-n", "b", "-e", "10d"]);
+    let an_hour = mk(&["-u", "bob", "-n", "c", "-e", "1h"]);
+    let disabled = mk(&["-u", "bob", "-n", "d", "-e", "6d"]);
+    let never = {
+        let o = run(
+            &db.url,
+            &[
+                "--allow-never",
+                "token",
+                "create",
+                "-q",
+                "-u",
+                "bob",
+                "--never",
+            ],
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        id_of(o.stdout.trim())
+    };
+    assert_eq!(run(&db.url, &["token", "disable", &disabled]).code, 0);
+    let listed = |within: &str| {
+        let o = run(
+            &db.url,
+            &["token", "list", "--expiring-within", within, "--json"],
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        let mut ids: Vec<String> = doc["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut want = vec![three_days.clone(), an_hour.clone(), disabled.clone()];
+    want.sort();
+    assert_eq!(listed("7d"), want);
+    assert_eq!(listed("2h"), vec![an_hour.clone()]);
+    let mut all = vec![three_days, ten_days, an_hour, disabled.clone()];
+    all.sort();
+    assert_eq!(listed("11d"), all, "never-expiring tokens are never inside");
+    assert!(!listed("400d").contains(&never));
+    fails(
+        &run(&db.url, &["token", "list", "--expiring-within", "soon"]),
+        1,
+        "expires_within",
+    );
+    // The CLI's create and disable are in the audit log, by the operator, newest first.
+    let o = run(&db.url, &["token", "events", &disabled, "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let events = doc["results"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["disabled", "created"]);
+    assert!(events.iter().all(|e| e["actor"]["kind"] == "operator"));
+    let o = run(&db.url, &["token", "events", "--type", "disabled"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains(&disabled) && o.stdout.contains("1 of 1 events"),
+        "{}",
+        o.stdout
+    );
+    fails(
+        &run(&db.url, &["token", "events", "--type", "exploded"]),
+        1,
+        "unknown event type",
+    );
+}

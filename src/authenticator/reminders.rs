@@ -36,7 +36,7 @@ impl Authenticator {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// use std::sync::Arc;
     /// use std::time::Duration;
-    /// use tower_pat::{Authenticator, Expiry, ManualClock, MemoryStore, NewToken};
+    /// use tower_pat::{Authenticator, Clock, Expiry, ManualClock, MemoryStore, NewToken};
     ///
     /// let clock = ManualClock::new(time::macros::datetime!(2030-01-01 0:00 UTC));
     /// let auth = Authenticator::builder(Arc::new(MemoryStore::new()))

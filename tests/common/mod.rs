@@ -98,6 +98,30 @@ impl TokenStore for TestStore {
         self.touches.fetch_add(1, Ordering::SeqCst);
         self.inner.touch(id, t).await
     }
+    async fn append_events(&self, events: &[tower_pat::Event]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.append_events(events).await
+    }
+    async fn list_events(
+        &self,
+        q: &tower_pat::store::EventQuery,
+    ) -> Result<Page<tower_pat::Event>, StoreError> {
+        self.check()?;
+        self.inner.list_events(q).await
+    }
+    async fn prune_events(&self, before: time::OffsetDateTime) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.prune_events(before).await
+    }
+    async fn claim_reminder(
+        &self,
+        id: &TokenId,
+        lead: u64,
+        expires_at: time::OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.claim_reminder(id, lead, expires_at).await
+    }
 }
 
 /// The app under test: `/whoami` (any token), `/repo/read`, `/repo/write`, `/any`
