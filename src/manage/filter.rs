@@ -157,8 +157,10 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "expired",
 ];
 
-/// Adds the audit-log filter `key=value` to `query`: `token_id`, `owner`, `type` (one
-/// of [`EVENT_TYPES`]), `since` and `until` (an RFC 3339 time, or a duration such as
+/// Adds the audit-log filter `key=value` to `query`: `token_id`, `owner`, `type` (an
+/// [`EventKind::name`](crate::EventKind::name): `created`, `changed`, `rotated`,
+/// `disabled`, `enabled`, `deleted`, `revoked_as_leaked`, `first_use`,
+/// `new_client_address`, `expiring_soon`, `expired`), `since` and `until` (an RFC 3339 time, or a duration such as
 /// `7d` meaning that long before `now`). An unknown key or a bad value is a
 /// [`ManageError::BadInput`] naming the key.
 pub fn apply_event_filter(
@@ -204,4 +206,47 @@ pub fn apply_event_filter(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventKind;
+
+    #[test]
+    fn event_types_are_the_kinds_names() {
+        let kinds = [
+            EventKind::Created,
+            EventKind::Changed { fields: vec![] },
+            EventKind::Rotated { new_id: None },
+            EventKind::Disabled,
+            EventKind::Enabled,
+            EventKind::Deleted,
+            EventKind::RevokedAsLeaked,
+            EventKind::FirstUse,
+            EventKind::NewClientAddress,
+            EventKind::ExpiringSoon {
+                lead: Duration::from_secs(1),
+            },
+            EventKind::Expired,
+        ];
+        let names: Vec<&str> = kinds.iter().map(EventKind::name).collect();
+        assert_eq!(names, EVENT_TYPES);
+    }
+
+    #[test]
+    fn expires_within_is_a_window_from_now() {
+        let now = time::macros::datetime!(2030-01-01 0:00 UTC);
+        let mut q = ListQuery::new();
+        apply_filter_at(&mut q, "expires_within", "7d", now).unwrap();
+        assert_eq!(q.expires_after, Some(now));
+        assert_eq!(
+            q.expires_before,
+            Some(now + Duration::from_secs(7 * 86_400 + 1))
+        );
+        assert!(apply_filter_at(&mut q, "expires_within", "soon", now).is_err());
+        assert!(apply_filter_at(&mut q, "last_used_ip", "999.1.1.1", now).is_err());
+        apply_filter_at(&mut q, "last_used_ip", " 2001:db8::1 ", now).unwrap();
+        assert_eq!(q.last_used_ip, Some("2001:db8::1".parse().unwrap()));
+    }
 }
