@@ -45,7 +45,8 @@ pub struct TokenRecord {
     /// one write per refresh interval, so the newest use of the interval wins).
     pub last_used_from: Origin,
     /// The last distinct client addresses it was used from, newest first (at most
-    /// [`TokenRecord::RECENT_CLIENTS`]): a use from an address not among them is a
+    /// [`TokenRecord::RECENT_CLIENTS`] by default, see
+    /// [`with_recent_clients`](crate::AuthenticatorBuilder::with_recent_clients)): a use from an address not among them is a
     /// [`NewClientAddress`](crate::EventKind::NewClientAddress) event.
     pub recent_clients: Vec<IpAddr>,
     /// The record's version: 1 when created, one more with every
@@ -65,7 +66,8 @@ pub struct PreviousSecret {
 }
 
 impl TokenRecord {
-    /// How many recent client addresses a record keeps ([`TokenRecord::recent_clients`]).
+    /// How many recent client addresses a record keeps by default
+    /// ([`TokenRecord::recent_clients`]).
     pub const RECENT_CLIENTS: usize = 5;
 
     /// A new active record created at `now`.

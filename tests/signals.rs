@@ -562,3 +562,66 @@ async fn a_flood_of_bad_tokens_adds_no_audit_rows() {
     background.await.unwrap();
     assert_eq!(rows(store).await, 1, "refusals add no audit rows");
 }
+
+/// `with_expiration_header(true)` stamps `Pat-Token-Expiration` on the responses of
+/// requests made with a token that ends (first request, from the store, and the cached
+/// ones alike); never for a token without an end, and never when off.
+#[tokio::test]
+async fn the_expiration_header_is_opt_in_and_names_the_end() {
+    let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+    let ends = datetime!(2100-01-01 12:00 UTC);
+    let ending = auth
+        .create(NewToken::new("alice", "ci").with_expiry(Expiry::HardLimit { expires_at: ends }))
+        .await
+        .unwrap()
+        .token;
+    let endless = auth
+        .create(NewToken::new("alice", "svc"))
+        .await
+        .unwrap()
+        .token;
+    let app = |on: bool| {
+        Router::new()
+            .route(
+                "/whoami",
+                get(|p: Principal| async move { p.owner().to_owned() }),
+            )
+            .layer(PatLayer::new(auth.clone()).with_expiration_header(on))
+    };
+    let stamp = |reply: &Reply| {
+        reply
+            .headers
+            .get("pat-token-expiration")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (on, off) = (app(true), app(false));
+    for _ in 0..2 {
+        let r = common::send(
+            &on,
+            "GET",
+            "/whoami",
+            Some(&common::bearer(ending.expose())),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(stamp(&r).as_deref(), Some("2100-01-01T12:00:00Z"));
+        let r = common::send(
+            &on,
+            "GET",
+            "/whoami",
+            Some(&common::bearer(endless.expose())),
+        )
+        .await;
+        assert_eq!((r.status.as_u16(), stamp(&r)), (200, None));
+        let r = common::send(
+            &off,
+            "GET",
+            "/whoami",
+            Some(&common::bearer(ending.expose())),
+        )
+        .await;
+        assert_eq!((r.status.as_u16(), stamp(&r)), (200, None));
+        let r = common::send(&on, "GET", "/whoami", None).await;
+        assert_eq!((r.status.as_u16(), stamp(&r)), (401, None));
+    }
+}

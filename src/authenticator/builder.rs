@@ -36,6 +36,7 @@ pub struct AuthenticatorBuilder {
     audit_retention: Duration,
     reminders: Vec<Duration>,
     reminder_interval: Duration,
+    recent_clients: usize,
 }
 
 /// How long the audit log keeps events by default: 90 days.
@@ -176,6 +177,15 @@ impl AuthenticatorBuilder {
         self
     }
 
+    /// How many distinct client addresses a token remembers (default 5,
+    /// [`TokenRecord::RECENT_CLIENTS`](crate::TokenRecord::RECENT_CLIENTS); at least 1): a
+    /// use from an address not among them is a
+    /// [`NewClientAddress`](crate::EventKind::NewClientAddress) event.
+    pub fn with_recent_clients(mut self, n: usize) -> Self {
+        self.recent_clients = n.max(1);
+        self
+    }
+
     /// Builds the authenticator. It starts nothing: spawn
     /// [`Authenticator::background`] for the work outside requests.
     pub fn build(mut self) -> Authenticator {
@@ -210,6 +220,7 @@ impl AuthenticatorBuilder {
             audit_retention: self.audit_retention,
             reminders: self.reminders,
             reminder_interval: self.reminder_interval,
+            recent_clients: self.recent_clients,
         });
         Authenticator { inner }
     }
@@ -236,6 +247,7 @@ impl Authenticator {
             audit_retention: DEFAULT_AUDIT_RETENTION,
             reminders: vec![Duration::from_secs(7 * 86_400), Duration::from_secs(86_400)],
             reminder_interval: Duration::from_secs(300),
+            recent_clients: crate::record::TokenRecord::RECENT_CLIENTS,
         }
     }
 }

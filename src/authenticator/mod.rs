@@ -120,6 +120,8 @@ struct Inner {
     reminders: Vec<Duration>,
     /// How often the background task sends reminders.
     reminder_interval: Duration,
+    /// How many recent client addresses a token keeps.
+    recent_clients: usize,
 }
 
 impl fmt::Debug for Authenticator {
@@ -406,7 +408,7 @@ impl Inner {
     /// came from, its first-use or new-address event, and its due write-behind write.
     #[cold]
     fn follow_up(self: &Arc<Self>, live: &Arc<CachedToken>, bits: u8, origin: &Origin) {
-        let new_address = live.note_origin(origin);
+        let new_address = live.note_origin(origin, self.recent_clients);
         let kind = if bits & followup::FIRST_USE != 0 {
             Some(EventKind::FirstUse)
         } else if new_address {

@@ -111,7 +111,7 @@ pub(crate) struct CachedToken {
 #[derive(Debug, Default)]
 struct Seen {
     from: Origin,
-    /// Newest first, at most [`TokenRecord::RECENT_CLIENTS`].
+    /// Newest first, at most the authenticator's `recent_clients`.
     recent: Vec<IpAddr>,
 }
 
@@ -300,7 +300,7 @@ impl CachedToken {
     /// Notes where a use came from: it is now the last origin, and its address the
     /// newest of the recent ones. `true` when the address was not among the recent ones
     /// (and there were some: a first address is not a new one).
-    pub(crate) fn note_origin(&self, origin: &Origin) -> bool {
+    pub(crate) fn note_origin(&self, origin: &Origin, keep: usize) -> bool {
         let Some(ip) = origin.client else {
             return false;
         };
@@ -311,7 +311,7 @@ impl CachedToken {
         let new = !seen.recent.is_empty() && !seen.recent.contains(&ip);
         seen.recent.retain(|x| *x != ip);
         seen.recent.insert(0, ip);
-        seen.recent.truncate(TokenRecord::RECENT_CLIENTS);
+        seen.recent.truncate(keep.max(1));
         new
     }
 
