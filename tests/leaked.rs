@@ -198,3 +198,39 @@ async fn each_client_is_limited_and_big_or_bad_reports_are_refused() {
     }
     assert!(active(&e.auth, &id).await);
 }
+
+/// Behind a proxy, finders are told apart by the forwarded address, not the proxy's; an
+/// IPv6 finder's /64 is one client.
+#[tokio::test]
+async fn behind_a_proxy_each_forwarded_client_has_its_own_limit() {
+    let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+    let app: Router = admin::revoke_router_with_client_address(
+        Manager::new(auth),
+        tower_pat::AttemptLimiter::new(2, Duration::from_secs(3600)),
+        tower_pat::layer::ClientAddress::x_forwarded_for(1),
+    );
+    let via_proxy = |client: &str| {
+        let mut req = Request::post("/personal-access-tokens/revoke")
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", client)
+            .body(Body::from(json!({"tokens": []}).to_string()))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 50_000))));
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap().status() }
+    };
+    for client in ["203.0.113.5", "203.0.113.6"] {
+        assert_eq!(via_proxy(client).await, StatusCode::ACCEPTED);
+        assert_eq!(via_proxy(client).await, StatusCode::ACCEPTED);
+        assert_eq!(via_proxy(client).await, StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(via_proxy("2001:db8:1:2::1").await, StatusCode::ACCEPTED);
+    assert_eq!(via_proxy("2001:db8:1:2::ffff").await, StatusCode::ACCEPTED);
+    assert_eq!(
+        via_proxy("2001:db8:1:2:abcd::9").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one /64 is one client"
+    );
+    assert_eq!(via_proxy("2001:db8:1:3::1").await, StatusCode::ACCEPTED);
+}

@@ -57,8 +57,9 @@ pub fn router(manager: crate::manage::Manager) -> axum::Router {
 /// `POST /personal-access-tokens/revoke`, where anyone who found leaked tokens reports
 /// them (GitHub's `/credentials/revoke`): mount it **outside** [`PatLayer`](crate::PatLayer),
 /// since a finder holds no token of their own. At most 60 reports an hour per client
-/// address (the connection's: serve with `into_make_service_with_connect_info`); see
-/// [`revoke_router_with_limit`] for another limit, or none.
+/// address (the connection's: serve with `into_make_service_with_connect_info`; an IPv6
+/// client counts per /64); see [`revoke_router_with_limit`] for another limit, or none,
+/// and [`revoke_router_with_client_address`] behind a reverse proxy.
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -84,5 +85,32 @@ pub fn revoke_router_with_limit(
     manager: crate::manage::Manager,
     limit: crate::AttemptLimiter,
 ) -> axum::Router {
-    router::revoke_routes(manager, limit)
+    router::revoke_routes(manager, limit, crate::layer::ClientAddress::default())
+}
+
+/// [`revoke_router_with_limit`] behind reverse proxies: clients are told apart by the
+/// address `source` reads (as [`PatLayer::with_client_address`](crate::PatLayer::with_client_address)),
+/// so the proxy's own address does not make every finder share one limit.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use std::time::Duration;
+/// use tower_pat::layer::ClientAddress;
+/// use tower_pat::{admin, manage::Manager, AttemptLimiter, Authenticator, MemoryStore};
+///
+/// # let auth = Authenticator::new(Arc::new(MemoryStore::new()));
+/// let limit = AttemptLimiter::new(60, Duration::from_secs(3600));
+/// let app = admin::revoke_router_with_client_address(
+///     Manager::new(auth),
+///     limit,
+///     ClientAddress::x_forwarded_for(1), // one proxy in front that appends
+/// );
+/// # let _: axum::Router = app;
+/// ```
+pub fn revoke_router_with_client_address(
+    manager: crate::manage::Manager,
+    limit: crate::AttemptLimiter,
+    source: crate::layer::ClientAddress,
+) -> axum::Router {
+    router::revoke_routes(manager, limit, source)
 }

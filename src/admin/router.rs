@@ -561,6 +561,8 @@ pub struct RevokeAnswer {
 pub(super) struct Revoke {
     manager: Manager,
     limiter: AttemptLimiter,
+    /// Where the client's address is read (the connection, or a trusted proxy's header).
+    source: crate::layer::ClientAddress,
     /// Set once a report without a client address has been logged.
     warned: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -569,12 +571,17 @@ pub(super) struct Revoke {
 const MAX_REPORT_BYTES: usize = 256 * 1024;
 
 /// The leaked-token route, with `limiter` counting every request per client.
-pub(super) fn revoke_routes(manager: Manager, limiter: AttemptLimiter) -> Router {
+pub(super) fn revoke_routes(
+    manager: Manager,
+    limiter: AttemptLimiter,
+    source: crate::layer::ClientAddress,
+) -> Router {
     Router::new()
         .route(&format!("{BASE}/revoke"), post(revoke_leaked))
         .with_state(Revoke {
             manager,
             limiter,
+            source,
             warned: Arc::default(),
         })
 }
@@ -595,10 +602,16 @@ async fn revoke_leaked(
     State(r): State<Revoke>,
     req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let client = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_canonical());
+    // An IPv6 client holds a whole /64: its reports count together.
+    let client = r
+        .source
+        .of(req.headers(), req.extensions())
+        .map(|ip| match ip.to_canonical() {
+            std::net::IpAddr::V6(v6) => {
+                std::net::IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())
+            }
+            v4 => v4,
+        });
     if let Some(client) = client {
         let keys = crate::limit::Keys {
             client,
