@@ -293,6 +293,27 @@ async fn no_secret_in_logs_debug_or_bodies() {
     seen.debug(&PatLayer::new(auth.clone()));
     seen.debug(&(store.inner.list(&Default::default()).await.unwrap()));
 
+    // The events of all that: the tracing sink logs them (checked with the logs below),
+    // the audit log keeps them.
+    store.fail.store(false, Ordering::SeqCst);
+    store.hang.store(false, Ordering::SeqCst);
+    let _ = auth.shutdown().await;
+    let events = store
+        .list_events(&tower_pat::store::EventQuery::new().page(1, 1000))
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = events.items.iter().map(|e| e.kind.name()).collect();
+    for kind in ["created", "rotated", "first_use"] {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} not in the audit log: {kinds:?}"
+        );
+    }
+    for e in &events.items {
+        seen.debug(e);
+        seen.renderings.push(serde_json::to_string(e).unwrap());
+    }
+
     // Nothing above shows a secret: not the logs, not a rendering, not a response body.
     let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
     assert!(
