@@ -68,7 +68,8 @@ async fn run() -> Result<(), String> {
         .route_layer(RequireScopesLayer::from_policy(node_scopes("/nodes/")))
         .route("/whoami", get(|p: Principal| async move { Json(p) }))
         .merge(tower_pat::admin::router(manager.clone()))
-        .layer(PatLayer::new(auth.clone()))
+        // `Pat-Token-Expiration: <RFC 3339>` on every response to a token that ends.
+        .layer(PatLayer::new(auth.clone()).with_expiration_header(true))
         // Leaked-token reports need no token: outside the layer.
         .merge(tower_pat::admin::revoke_router_with_limit(
             manager,

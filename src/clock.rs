@@ -119,6 +119,12 @@ pub(crate) fn add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
     from_unix(t.unix_timestamp().saturating_add(secs))
 }
 
+/// Subtracts a std duration, saturating (at the Unix epoch for what no date can hold).
+pub(crate) fn sub(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    from_unix(t.unix_timestamp().saturating_sub(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

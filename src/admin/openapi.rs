@@ -28,6 +28,8 @@ const DATE_TIME_PATTERN: &str = concat!(
     r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]",
     r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 );
+/// A token id: 16 base62 characters.
+const ID_PATTERN: &str = "^[0-9A-Za-z]{16}$";
 /// The most seconds `validity_seconds` and `auto_refresh_seconds` take (100 years).
 const MAX_SECONDS: u64 = 100 * 366 * 86_400;
 /// The document served at `GET /personal-access-tokens/openapi.json`.
@@ -274,7 +276,7 @@ fn paths(doc: &mut Value) {
             ("403", "insufficient_scope: pat:read, or pat:admin for another owner"),
         ]),
         (format!("{base}/{{id}}/events"), "get", &[
-            ("400", "Not a token id, or an unknown filter field or bad value"),
+            ("400", "An unknown filter field or bad value"),
             ("403", "insufficient_scope: pat:read"),
         ]),
         (format!("{base}/{{id}}"), "get", &[
@@ -336,6 +338,18 @@ fn paths(doc: &mut Value) {
                     Some("scope") => scope(),
                     Some("expires__lt" | "expires__gt" | "last_used__lte") => date_time(false),
                     Some("last_used__isnull" | "active") => json!({"type": "boolean"}),
+                    Some("last_used_ip") => json!({"type": "string",
+                        "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+                    Some("expires_within") => {
+                        json!({"type": "string", "pattern": DURATION_PATTERN})
+                    }
+                    Some("since" | "until") => json!({"type": "string",
+                        "anyOf": [date_time(false), {"pattern": DURATION_PATTERN}]}),
+                    Some("type") => json!({"type": "string",
+                        "enum": crate::manage::filter::EVENT_TYPES}),
+                    Some("token_id") => json!({"type": "string", "pattern": ID_PATTERN}),
+                    Some("owner") => json!({"type": "string",
+                        "maxLength": crate::manage::MAX_OWNER_LEN, "pattern": OWNER_PATTERN}),
                     Some("order_by") => {
                         let fields = ["created", "last_used", "expires", "expires_at", "name"];
                         let all: Vec<String> = fields

@@ -336,9 +336,16 @@ async fn token_events(
     OriginalUri(uri): OriginalUri,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = id
-        .parse()
-        .map_err(|_| ManageError::bad_input("id", "not a token id"))?;
+    // Not an id: no token has it, so it has no events (as for an unknown id).
+    let Ok(id) = id.parse() else {
+        let body = EventList {
+            count: 0,
+            next: None,
+            previous: None,
+            results: Vec::new(),
+        };
+        return Ok(json_response(StatusCode::OK, &body));
+    };
     events_page(m, actor, uri, query, Some(id)).await
 }
 

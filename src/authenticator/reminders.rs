@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use super::{Authenticator, Inner};
+use crate::clock;
 use crate::events::{Event, EventActor, EventKind};
 use crate::store::{ListQuery, Order, SortField, StoreError};
 
@@ -65,8 +66,8 @@ impl Inner {
         let now = self.clock.now();
         let horizon = EXPIRED_HORIZON.min(self.audit_retention);
         let mut query = ListQuery::new();
-        query.expires_before = Some(now + longest + Duration::from_secs(1));
-        query.expires_after = Some(now - horizon);
+        query.expires_before = Some(clock::add(now, longest + Duration::from_secs(1)));
+        query.expires_after = Some(clock::sub(now, horizon));
         query.active = Some(true);
         query.order = Order {
             field: SortField::Expires,
@@ -117,7 +118,7 @@ impl Inner {
 
     /// Deletes the audit log's events older than the retention.
     pub(super) async fn prune_audit_log(&self) -> Result<u64, StoreError> {
-        let before = self.clock.now() - self.audit_retention;
+        let before = clock::sub(self.clock.now(), self.audit_retention);
         self.with_timeout(self.store.prune_events(before)).await
     }
 }

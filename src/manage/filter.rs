@@ -170,7 +170,7 @@ pub fn apply_event_filter(
     now: OffsetDateTime,
 ) -> Result<(), ManageError> {
     let when = || match parse_duration(value) {
-        Ok(ago) => Ok(now - ago),
+        Ok(ago) => Ok(clock::sub(now, ago)),
         Err(_) => parse_time(key, value).map_err(|_| {
             ManageError::bad_input(key, "expected an RFC 3339 time or a duration such as 7d")
         }),
@@ -248,5 +248,14 @@ mod tests {
         assert!(apply_filter_at(&mut q, "last_used_ip", "999.1.1.1", now).is_err());
         apply_filter_at(&mut q, "last_used_ip", " 2001:db8::1 ", now).unwrap();
         assert_eq!(q.last_used_ip, Some("2001:db8::1".parse().unwrap()));
+        // The largest durations saturate instead of overflowing.
+        apply_filter_at(&mut q, "expires_within", "999999999999w", now).unwrap();
+        let mut e = EventQuery::new();
+        apply_event_filter(&mut e, "since", "999999999999w", now).unwrap();
+        apply_event_filter(&mut e, "until", "2030-01-01T00:00:00Z", now).unwrap();
+        assert_eq!(e.until, Some(now));
+        assert!(e.since.unwrap() < now);
+        assert!(apply_event_filter(&mut e, "since", "yesterday", now).is_err());
+        assert!(apply_event_filter(&mut e, "token_id", "short", now).is_err());
     }
 }
