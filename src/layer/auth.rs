@@ -402,9 +402,17 @@ where
                     .with_challenge(shared.config.challenge.clone())
                     .with_client(client);
                 if shared.config.expiration_header {
+                    // Opt-in: a future of its own, so the default's future stays as small.
                     let stamp = expiration_stamp(&principal);
                     req.extensions_mut().insert(principal);
-                    return ResponseFuture::stamped(self.inner.call(req), stamp);
+                    let future = self.inner.call(req);
+                    return ResponseFuture::boxed(Box::pin(async move {
+                        let mut res = future.await?;
+                        if let Some(stamp) = stamp {
+                            res.headers_mut().insert(EXPIRATION.clone(), stamp);
+                        }
+                        Ok(res)
+                    }));
                 }
                 req.extensions_mut().insert(principal);
                 return ResponseFuture::inner(self.inner.call(req));
@@ -468,7 +476,6 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Inner { #[pin] future: F },
-        Stamped { #[pin] future: F, stamp: Option<http::HeaderValue> },
         Ready { response: Option<Response<B>> },
         Boxed { future: BoxedResponse<B, E> },
     }
@@ -478,12 +485,6 @@ impl<F, B, E> ResponseFuture<F, B, E> {
     fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner { future },
-        }
-    }
-
-    fn stamped(future: F, stamp: Option<http::HeaderValue>) -> Self {
-        Self {
-            kind: Kind::Stamped { future, stamp },
         }
     }
 
@@ -517,15 +518,6 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
-            KindProj::Stamped { future, stamp } => match future.poll(cx) {
-                Poll::Ready(Ok(mut res)) => {
-                    if let Some(stamp) = stamp.take() {
-                        res.headers_mut().insert(EXPIRATION.clone(), stamp);
-                    }
-                    Poll::Ready(Ok(res))
-                }
-                other => other,
-            },
             KindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after it completed"))),
