@@ -108,6 +108,9 @@ mod token;
 pub mod admin;
 mod events;
 pub mod manage;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 
 // The decision.
 pub use authenticator::{

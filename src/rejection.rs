@@ -126,6 +126,9 @@ pub enum RejectionKind {
     InvalidToken,
     /// The token lacks a scope: 403 `insufficient_scope`.
     InsufficientScope(Scope),
+    /// No scope would do: a valid token, but nothing allows this request (`pat serve`'s
+    /// rules deny it). 403 `insufficient_scope` without a `scope`.
+    Forbidden,
     /// Too many failed attempts: 429 with `Retry-After`.
     TooManyAttempts(Duration),
     /// The store failed: 503 with `Retry-After`.
@@ -211,7 +214,7 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             RejectionKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            RejectionKind::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            RejectionKind::InsufficientScope(_) | RejectionKind::Forbidden => StatusCode::FORBIDDEN,
             RejectionKind::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             RejectionKind::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RejectionKind::MissingPrincipal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -224,7 +227,7 @@ impl Rejection {
             RejectionKind::MissingCredentials => "missing_credentials",
             RejectionKind::InvalidRequest(_) => "invalid_request",
             RejectionKind::InvalidToken => "invalid_token",
-            RejectionKind::InsufficientScope(_) => "insufficient_scope",
+            RejectionKind::InsufficientScope(_) | RejectionKind::Forbidden => "insufficient_scope",
             RejectionKind::TooManyAttempts(_) => "too_many_attempts",
             RejectionKind::StoreUnavailable(_) => "temporarily_unavailable",
             RejectionKind::MissingPrincipal => "server_error",
@@ -238,6 +241,7 @@ impl Rejection {
             RejectionKind::InvalidRequest(m) => m.clone(),
             RejectionKind::InvalidToken => "the access token is invalid".to_owned(),
             RejectionKind::InsufficientScope(s) => format!("the access token lacks the scope {s}"),
+            RejectionKind::Forbidden => "no rule allows this request".to_owned(),
             RejectionKind::TooManyAttempts(_) => {
                 "too many failed attempts; try again later".to_owned()
             }
@@ -269,6 +273,7 @@ impl Rejection {
             RejectionKind::InsufficientScope(s) => self
                 .challenge
                 .headers(Some("insufficient_scope"), Some(&s.to_string())),
+            RejectionKind::Forbidden => self.challenge.headers(Some("insufficient_scope"), None),
             _ => Vec::new(),
         };
         for c in challenges {

@@ -72,6 +72,38 @@ enum Command {
     /// Create, list, show, change, rotate, revoke and check tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Serve forward auth for reverse proxies (nginx auth_request, Caddy forward_auth,
+    /// Traefik forwardAuth, Envoy ext_authz) and the admin API.
+    #[cfg(feature = "server")]
+    Serve(ServeArgs),
+}
+
+/// `pat serve`: where to listen, which rules, whom to trust.
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Routes: /auth (nginx, Caddy, Traefik: the original request in \
+X-Forwarded-Method and X-Forwarded-Uri, or X-Original-Method and X-Original-URI), \
+/ext-authz/... (Envoy ext_authz, path_prefix /ext-authz), /personal-access-tokens (admin API), \
+/healthz, /readyz. A check that passes is 200 with X-Pat-Owner, X-Pat-Token-Id, X-Pat-Scopes \
+and X-Pat-Expires-At for the proxy to copy upstream; the forward-auth routes believe the \
+proxy's headers, so only the proxy should reach them (or set --proxy-secret-file)."
+)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PAT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Rules file (TOML): which scopes a method and path need. Without it any valid
+    /// token passes.
+    #[arg(long, env = "PAT_RULES", value_name = "FILE")]
+    rules: Option<std::path::PathBuf>,
+    /// A file holding the secret the proxy sends as X-Pat-Proxy-Secret; checks without
+    /// it are 401.
+    #[arg(long, env = "PAT_PROXY_SECRET_FILE", value_name = "FILE")]
+    proxy_secret_file: Option<std::path::PathBuf>,
+    /// Validate a rules file, print its table, and exit (the store is not opened).
+    #[arg(long, value_name = "FILE")]
+    check_rules: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,10 +301,15 @@ fn manage_fail(e: ManageError) -> Fail {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    #[cfg(feature = "server")]
+    let mut builder = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    #[cfg(not(feature = "server"))]
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -320,7 +357,11 @@ fn policy(cli: &Cli) -> Result<ExpiryPolicy, Fail> {
 }
 
 async fn run(cli: Cli) -> Result<(), Fail> {
-    let Command::Token(cmd) = &cli.command;
+    let cmd = match &cli.command {
+        Command::Token(cmd) => cmd,
+        #[cfg(feature = "server")]
+        Command::Serve(a) => return serve::serve(&cli, a).await,
+    };
     if let TokenCommand::Check { token, offline } = cmd {
         return check(&cli, token, *offline).await;
     }
@@ -678,5 +719,114 @@ fn print_rows<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[
     let _ = writeln!(out, "{}", line(&header.map(String::from)));
     for r in rows {
         let _ = writeln!(out, "{}", line(r));
+    }
+}
+
+#[cfg(feature = "server")]
+mod serve {
+    use std::net::SocketAddr;
+
+    use tower_pat::server::{router, ForwardAuth, Rules};
+
+    use super::*;
+
+    fn read_rules(path: &std::path::Path) -> Result<Rules, Fail> {
+        let text = std::fs::read_to_string(path).map_err(|e| Fail {
+            code: 2,
+            message: format!("cannot read the rules file {}: {e}", path.display()),
+        })?;
+        Rules::parse(&text).map_err(|e| Fail {
+            code: 2,
+            message: format!("rules file {}: {e}", path.display()),
+        })
+    }
+
+    pub(super) async fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Fail> {
+        if let Some(path) = &a.check_rules {
+            let rules = read_rules(path)?;
+            println!("{rules}");
+            return Ok(());
+        }
+        let rules = match &a.rules {
+            Some(path) => read_rules(path)?,
+            None => {
+                eprintln!("no --rules: every valid token passes /auth and /ext-authz");
+                Rules::authenticated()
+            }
+        };
+        let listen: SocketAddr = a.listen.parse().map_err(|e| Fail {
+            code: 2,
+            message: format!(
+                "bad --listen {:?}: {e}; give an address such as 127.0.0.1:8080",
+                a.listen
+            ),
+        })?;
+        let format = TokenFormat::with_prefix(&cli.prefix).map_err(|e| Fail {
+            code: 2,
+            message: format!("bad --prefix {:?}: {e}", cli.prefix),
+        })?;
+        let mut forward_secret = None;
+        if let Some(path) = &a.proxy_secret_file {
+            let secret = std::fs::read_to_string(path).map_err(|e| Fail {
+                code: 2,
+                message: format!("cannot read the proxy secret file {}: {e}", path.display()),
+            })?;
+            forward_secret = Some(secret);
+        }
+        let policy = policy(cli)?;
+        let store = store::open(&cli.store)
+            .await
+            .map_err(|e| store_fail(&e, &cli.store))?;
+        let auth = Authenticator::builder(store).with_format(format).build();
+        let mut forward = ForwardAuth::new(auth.clone(), rules);
+        if let Some(secret) = forward_secret {
+            forward = forward.with_proxy_secret(&secret).map_err(|m| Fail {
+                code: 2,
+                message: format!("--proxy-secret-file: {m}"),
+            })?;
+        }
+        let background = tokio::spawn(auth.background());
+        let app = router(Manager::new(auth.clone()).with_policy(policy), forward);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Fail::invalid(format!("cannot listen on {listen}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Fail::invalid(e.to_string()))?;
+        eprintln!(
+            "listening on http://{bound} (store {})",
+            store::mask_url(&cli.store)
+        );
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopped())
+        .await;
+        let _ = auth.shutdown().await;
+        let _ = background.await;
+        served.map_err(|e| Fail::invalid(format!("the server failed: {e}")))
+    }
+
+    /// Resolves on Ctrl-C or SIGTERM.
+    async fn stopped() {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
     }
 }
