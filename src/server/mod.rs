@@ -12,8 +12,8 @@
 //!
 //! A forward-auth check answers as the layer does: **200** with `X-Pat-Owner`,
 //! `X-Pat-Token-Id`, `X-Pat-Scopes` (space-separated; empty for a token with no scopes,
-//! which may do all its owner may) and `X-Pat-Expires-At` (RFC 3339; absent for a token
-//! that never ends) for the proxy to copy upstream; 401 or 403 with the RFC 6750
+//! which may do all its owner may) and `X-Pat-Expires-At` (RFC 3339, or `never`) for the
+//! proxy to copy upstream; 401 or 403 with the RFC 6750
 //! `WWW-Authenticate`; 429 and 503 with `Retry-After`; 400 for a malformed request.
 //!
 //! **Trust.** The forward-auth routes believe the `X-Forwarded-*` / `X-Original-*`
@@ -197,13 +197,18 @@ impl ForwardAuth {
                 Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
             }
         }
-        if let Some(end) = principal.expires_at().and_then(|e| {
-            e.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        }) {
-            if let Ok(v) = HeaderValue::try_from(end) {
-                h.insert(EXPIRES_AT.clone(), v);
-            }
+        // Always sent (`never` for a token without an end): a proxy that copies only
+        // the headers present (Caddy 2.6 sets the unfilled placeholder instead) would
+        // otherwise pass on what the client sent under this name.
+        let end = principal
+            .expires_at()
+            .and_then(|e| {
+                e.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "never".to_owned());
+        if let Ok(v) = HeaderValue::try_from(end) {
+            h.insert(EXPIRES_AT.clone(), v);
         }
         h.insert(
             http::header::CACHE_CONTROL,
