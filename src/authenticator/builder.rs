@@ -12,6 +12,7 @@ use crate::cache::{Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{EventSink, Events, TracingSink, DEFAULT_EVENT_CAPACITY};
 use crate::limit::AttemptLimiter;
+use crate::metrics::Metrics;
 use crate::scope::ScopeHierarchy;
 use crate::store::TokenStore;
 use crate::token::TokenFormat;
@@ -162,6 +163,7 @@ impl AuthenticatorBuilder {
             interner: ScopeInterner::default(),
             tasks: Tasks::default(),
             events: Events::new(self.sinks, self.event_capacity),
+            metrics: Metrics::new(),
         });
         Authenticator { inner }
     }

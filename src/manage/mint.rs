@@ -4,6 +4,7 @@
 
 use crate::authenticator::Authenticator;
 use crate::expiry::Expiry;
+use crate::metrics::StoreOp;
 use crate::record::TokenRecord;
 use crate::scope::ScopeSet;
 use crate::store::StoreError;
@@ -76,7 +77,8 @@ impl Authenticator {
             secret_hash,
             now,
         );
-        self.store_call(self.store().insert(&record)).await?;
+        self.store_call(StoreOp::Insert, self.store().insert(&record))
+            .await?;
         Ok(CreatedToken { record, token })
     }
 }
