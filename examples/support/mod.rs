@@ -41,6 +41,39 @@ pub async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// With the `metrics` feature: a Prometheus recorder (metrics-exporter-prometheus) for
+/// tower-pat's metrics, and `GET /metrics` to scrape it.
+#[cfg(feature = "metrics")]
+pub mod metrics {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use axum::Router;
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    /// Installs the process's recorder and describes tower-pat's metrics; a task drains
+    /// the histograms every 5 s (the recorder leaves that to its owner).
+    pub fn install() -> Result<PrometheusHandle, String> {
+        let handle = PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+        tower_pat::describe_metrics();
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        Ok(handle)
+    }
+
+    /// The scrape endpoint.
+    pub fn router(handle: PrometheusHandle) -> Router {
+        Router::new().route("/metrics", get(move || async move { handle.render() }))
+    }
+}
+
 /// Stops the authenticator's background task and writes the pending last-used and
 /// sliding-expiry updates, as every server should on its way out.
 pub async fn shutdown(auth: &Authenticator) -> Result<(), String> {
