@@ -187,4 +187,9 @@ async fn the_quickstart_serves_its_metrics() {
         assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
     }
     assert!(body.contains("# HELP pat_validations_total Checks of a credential"));
+    // The first check read the store: timed, into the quickstart's histogram buckets.
+    assert!(
+        body.contains(r#"pat_validation_duration_seconds_bucket{path="store",le="5"} 1"#),
+        "{body}"
+    );
 }

@@ -49,13 +49,23 @@ pub mod metrics {
 
     use axum::routing::get;
     use axum::Router;
-    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+    /// Histogram buckets for tower-pat's durations, in seconds: a cached check takes
+    /// about a microsecond, a store call up to its timeout (5 s).
+    const BUCKETS: &[f64] = &[
+        0.000_002, 0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1,
+        0.5, 1.0, 5.0,
+    ];
 
     /// Installs the process's recorder and describes tower-pat's metrics; a task drains
-    /// the histograms every 5 s (the recorder leaves that to its owner).
+    /// the histograms every 5 s (the recorder leaves that to its owner). The durations are
+    /// histograms with [`BUCKETS`], which Prometheus can add up over replicas (without
+    /// buckets this recorder makes summaries, which it cannot).
     pub fn install() -> Result<PrometheusHandle, String> {
         let handle = PrometheusBuilder::new()
-            .install_recorder()
+            .set_buckets_for_metric(Matcher::Prefix("pat_".into()), BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
             .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
         tower_pat::describe_metrics();
         let upkeep = handle.clone();
