@@ -21,6 +21,11 @@
 //! for a few valid tokens, then `listening: <addr>`. `bare` prints one well-formed token
 //! that nothing checks, so a load generator can send it the same requests as the `pat-*`
 //! modes (`benches/http.sh` measures `bare` both with and without them).
+//!
+//! Built with the `metrics` feature, it installs a Prometheus recorder first (as a server
+//! that exports the metrics would), so the layer's counters do their work.
+
+mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -240,6 +245,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any authenticator is built (it registers its metrics then); nothing scrapes.
+    #[cfg(feature = "metrics")]
+    if let Err(e) = support::metrics::install() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(a).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

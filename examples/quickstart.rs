@@ -11,6 +11,8 @@
 //! Routes: `GET /whoami` (any valid token), `GET /nodes/{uuid}` (needs `node:{uuid}:r`),
 //! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`), and the admin API under
 //! `/personal-access-tokens` (each user manages their own tokens; `pat:admin` everyone's).
+//! Built with the `metrics` feature, also `GET /metrics`: tower-pat's metrics in the
+//! Prometheus text format (no token needed; serve it only where your scraper reaches it).
 
 mod support;
 
@@ -25,6 +27,9 @@ use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
 use tower_pat::{AttemptLimiter, Authenticator, PatLayer, Principal, RequireScopesLayer, ScopeSet};
 
 async fn run() -> Result<(), String> {
+    // Before the authenticator is built, which registers its metrics with the recorder.
+    #[cfg(feature = "metrics")]
+    let metrics = support::metrics::install()?;
     let listen = env("PAT_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let store_url = env("PAT_STORE_URL").unwrap_or_else(|| "sqlite://quickstart.db".to_owned());
     let scopes: ScopeSet = env("PAT_DEMO_SCOPES")
@@ -75,6 +80,8 @@ async fn run() -> Result<(), String> {
             manager,
             revoke_limit_from_env()?,
         ));
+    #[cfg(feature = "metrics")]
+    let app = app.merge(support::metrics::router(metrics));
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

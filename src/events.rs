@@ -287,11 +287,13 @@ impl Events {
 
     /// Queues `event` for the sinks, or counts it as dropped when the queue is full.
     pub(crate) fn emit(&self, event: Event) {
+        crate::metrics::event(event.kind.name());
         if self.sinks.is_empty() {
             return;
         }
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::event_dropped();
             if !self.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "tower-pat: the event queue is full, so events are dropped (this is logged \

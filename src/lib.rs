@@ -82,6 +82,7 @@
 //! | `admin` | yes | the `/personal-access-tokens` REST router with its OpenAPI document |
 //! | `cli` | no | the `pat` command line tool |
 //! | `prefetch` | no | a CPU prefetch hint on the cached path (x86_64): the crate's only `unsafe` code; without it the crate forbids `unsafe` |
+//! | `metrics` | no | counters, gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (`describe_metrics` lists them); without it no metric code is compiled |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(feature = "prefetch"), forbid(unsafe_code))]
 
@@ -96,6 +97,7 @@ mod expiry;
 mod extract;
 pub mod layer;
 mod limit;
+mod metrics;
 mod principal;
 mod record;
 mod rejection;
@@ -136,3 +138,7 @@ pub use principal::Principal;
 pub use rejection::{Challenge, DefaultOnRejection, OnRejection, Rejection, RejectionKind};
 // Time, for tests and simulations.
 pub use clock::{Clock, ManualClock, SystemClock};
+// Metrics.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::metrics::describe_metrics;

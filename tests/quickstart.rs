@@ -64,28 +64,39 @@ fn start(env: &[(&str, &str)]) -> Quickstart {
     Quickstart { child, addr, token }
 }
 
-/// `GET /whoami` with `authorization`, over a connection from `from` (any address of
-/// 127/8 reaches the loopback interface on Linux): the status and the response head.
-async fn whoami(server: SocketAddr, from: [u8; 4], authorization: &str) -> (u16, String) {
+/// `GET path` with `authorization` (if any), over a connection from `from` (any address
+/// of 127/8 reaches the loopback interface on Linux): the status, the response head and
+/// its body.
+async fn get(
+    server: SocketAddr,
+    from: [u8; 4],
+    path: &str,
+    authorization: Option<&str>,
+) -> (u16, String, String) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(IpAddr::from(from), 0)).unwrap();
     let mut stream = socket.connect(server).await.unwrap();
+    let authorization = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "GET /whoami HTTP/1.1\r\nHost: quickstart\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: quickstart\r\n{authorization}Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
-    let head = response
-        .split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// `GET /whoami` with `authorization`, from `from`: the status and the response head.
+async fn whoami(server: SocketAddr, from: [u8; 4], authorization: &str) -> (u16, String) {
+    let (status, head, _) = get(server, from, "/whoami", Some(authorization)).await;
     (status, head)
 }
 
@@ -154,4 +165,31 @@ async fn the_quickstart_keeps_a_sliding_token_used_every_1_4_s_of_a_2_s_window()
     // Idle for longer than the window and its rounding second: refused.
     tokio::time::sleep(Duration::from_millis(3_200)).await;
     assert_eq!(whoami(q.addr, ONE, &good).await.0, 401);
+}
+
+/// Built with the `metrics` feature, the quickstart serves its metrics, without a token,
+/// in the Prometheus text format.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn the_quickstart_serves_its_metrics() {
+    let q = start(&[]);
+    let good = format!("Bearer {}", q.token);
+    assert_eq!(whoami(q.addr, ONE, &good).await.0, 200);
+    assert_eq!(whoami(q.addr, ONE, "Bearer pat_wrong").await.0, 401);
+    let (status, head, body) = get(q.addr, ONE, "/metrics", None).await;
+    assert_eq!(status, 200, "{head}");
+    for line in [
+        "# TYPE pat_validations_total counter",
+        r#"pat_validations_total{outcome="valid"} 1"#,
+        r#"pat_validations_total{outcome="malformed"} 1"#,
+        r#"pat_validations_total{outcome="not_found"} 0"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+    }
+    assert!(body.contains("# HELP pat_validations_total Checks of a credential"));
+    // The first check read the store: timed, into the quickstart's histogram buckets.
+    assert!(
+        body.contains(r#"pat_validation_duration_seconds_bucket{path="store",le="5"} 1"#),
+        "{body}"
+    );
 }

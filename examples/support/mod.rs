@@ -41,6 +41,49 @@ pub async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// With the `metrics` feature: a Prometheus recorder (metrics-exporter-prometheus) for
+/// tower-pat's metrics, and `GET /metrics` to scrape it.
+#[cfg(feature = "metrics")]
+pub mod metrics {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use axum::Router;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+    /// Histogram buckets for tower-pat's durations, in seconds: a cached check takes
+    /// about a microsecond, a store call up to its timeout (5 s).
+    const BUCKETS: &[f64] = &[
+        0.000_002, 0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1,
+        0.5, 1.0, 5.0,
+    ];
+
+    /// Installs the process's recorder and describes tower-pat's metrics; a task drains
+    /// the histograms every 5 s (the recorder leaves that to its owner). The durations are
+    /// histograms with [`BUCKETS`], which Prometheus can add up over replicas (without
+    /// buckets this recorder makes summaries, which it cannot).
+    pub fn install() -> Result<PrometheusHandle, String> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Prefix("pat_".into()), BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+        tower_pat::describe_metrics();
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        Ok(handle)
+    }
+
+    /// The scrape endpoint.
+    pub fn router(handle: PrometheusHandle) -> Router {
+        Router::new().route("/metrics", get(move || async move { handle.render() }))
+    }
+}
+
 /// Stops the authenticator's background task and writes the pending last-used and
 /// sliding-expiry updates, as every server should on its way out.
 pub async fn shutdown(auth: &Authenticator) -> Result<(), String> {

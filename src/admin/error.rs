@@ -117,6 +117,7 @@ impl From<ManageError> for ApiError {
                 (StatusCode::FORBIDDEN, vec![json!({ "field": field })])
             }
             ManageError::InsufficientScope { scope } => {
+                crate::metrics::insufficient_scope();
                 (StatusCode::FORBIDDEN, vec![json!({ "scope": scope })])
             }
             ManageError::OutlivesCaller { latest_end } => (

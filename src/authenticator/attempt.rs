@@ -1,11 +1,13 @@
 //! The failed-attempt limiter's part in a check: an [`Attempt`] starts before the
-//! decision (the clock, a lockout) and counts its result after it.
+//! decision (the clock, a lockout) and counts its result after it, for the limiter and
+//! in the metrics.
 
 use std::net::IpAddr;
 
 use super::Inner;
 use crate::error::AuthError;
 use crate::limit::Keys;
+use crate::metrics::CheckTimer;
 use crate::principal::Principal;
 
 /// One check's time, and whom its result counts against (no one without a client).
@@ -13,6 +15,7 @@ use crate::principal::Principal;
 pub(super) struct Attempt<'a> {
     keys: Option<Keys<'a>>,
     pub(super) now: i64,
+    timer: CheckTimer,
 }
 
 impl<'a> Attempt<'a> {
@@ -22,6 +25,7 @@ impl<'a> Attempt<'a> {
         Self {
             keys: client.map(|client| Keys { client, username }),
             now,
+            timer: CheckTimer::cold(),
         }
     }
 }
@@ -36,24 +40,27 @@ impl Inner {
         client: Option<IpAddr>,
         username: Option<&'a str>,
     ) -> Result<Attempt<'a>, AuthError> {
+        let timer = CheckTimer::cached();
         let now = self.clock.unix_now();
         let keys = client.map(|client| Keys { client, username });
         if let Some(keys) = keys {
             self.limiter.check(keys, now).map_err(|retry_after| {
                 tracing::debug!(retry_after = ?retry_after, "client locked out after failed attempts");
+                self.metrics.rate_limited();
                 AuthError::TooManyAttempts { retry_after }
             })?;
         }
-        Ok(Attempt { keys, now })
+        Ok(Attempt { keys, now, timer })
     }
 
-    /// Counts an attempt's result for its client. Store failures count for nobody: the
-    /// client did nothing wrong.
+    /// Counts an attempt's result in the metrics, and for its client. Store failures
+    /// count for nobody: the client did nothing wrong.
     pub(super) fn count_attempt(
         &self,
         attempt: Attempt<'_>,
         result: &Result<Principal, AuthError>,
     ) {
+        self.metrics.checked(result, attempt.timer);
         let Some(keys) = attempt.keys else { return };
         match result {
             Ok(_) => self.limiter.success(keys),

@@ -307,6 +307,8 @@ async fn run(
             }
             _ = flush.tick() => {
                 let Some(inner) = weak.upgrade() else { break };
+                let (cache, write_behind) = (&inner.positive, &inner.write_behind);
+                inner.metrics.set_gauges(|| cache.entry_count(), || write_behind.pending());
                 let _ = inner.flush().await;
             }
             _ = reminders.tick(), if reminding => {

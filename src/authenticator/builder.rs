@@ -12,6 +12,7 @@ use crate::cache::{Epochs, HotTable, ScopeInterner, WriteBehind};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{AuditLog, EventSink, Events, TracingSink, DEFAULT_EVENT_CAPACITY};
 use crate::limit::AttemptLimiter;
+use crate::metrics::Metrics;
 use crate::scope::ScopeHierarchy;
 use crate::store::TokenStore;
 use crate::token::TokenFormat;
@@ -221,6 +222,7 @@ impl AuthenticatorBuilder {
             reminders: self.reminders,
             reminder_interval: self.reminder_interval,
             recent_clients: self.recent_clients,
+            metrics: Metrics::new(),
         });
         Authenticator { inner }
     }

@@ -23,6 +23,7 @@ use crate::clock::Clock;
 use crate::error::{AuthError, InvalidReason};
 use crate::events::{Event, EventActor, EventKind, Events, Origin};
 use crate::limit::AttemptLimiter;
+use crate::metrics::{Lookup, Metrics, StoreOp};
 use crate::principal::Principal;
 use crate::record::TokenRecord;
 use crate::scope::ScopeHierarchy;
@@ -122,6 +123,7 @@ struct Inner {
     reminder_interval: Duration,
     /// How many recent client addresses a token keeps.
     recent_clients: usize,
+    metrics: Metrics,
 }
 
 impl fmt::Debug for Authenticator {
@@ -176,9 +178,10 @@ impl Authenticator {
     /// A call to the store, failing as [`StoreError::Timeout`] after the store timeout.
     pub(crate) async fn store_call<T>(
         &self,
+        op: StoreOp,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        self.inner.with_timeout(call).await
+        self.inner.with_timeout(op, call).await
     }
 
     /// Queues a lifecycle event for the sinks; never waits (a full queue drops it, counted
@@ -204,7 +207,7 @@ impl Authenticator {
     pub async fn invalidate(&self, id: &TokenId) -> Result<(), StoreError> {
         self.inner.invalidate_local(id).await;
         self.inner
-            .with_timeout(self.inner.store.publish_change(id))
+            .with_timeout(StoreOp::PublishChange, self.inner.store.publish_change(id))
             .await
     }
 
@@ -257,12 +260,16 @@ impl Authenticator {
 impl Inner {
     async fn with_timeout<T>(
         &self,
+        op: StoreOp,
         fut: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.store_timeout, fut).await {
+        let timer = crate::metrics::Timer::start();
+        let result = match tokio::time::timeout(self.store_timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Timeout(self.store_timeout)),
-        }
+        };
+        self.metrics.store_call(op, timer, &result);
+        result
     }
 
     /// The whole decision when the token is in the hot table: no await, no allocation.
@@ -283,7 +290,10 @@ impl Inner {
         };
         let hash = parsed.secret_hash();
         match self.decide_cached(&parsed, &hash, username, now, from) {
-            Some(result) => Ok(result),
+            Some(result) => {
+                self.metrics.lookup(Lookup::Hit);
+                Ok(result)
+            }
             None => Err((parsed.id, hash)),
         }
     }
@@ -439,16 +449,19 @@ impl Inner {
         if let Some(live) = self.positive.get(id).await {
             if !self.epochs.is_stale(id, live.loaded_epoch()) {
                 self.hot.put(live.clone());
+                self.metrics.lookup(Lookup::Hit);
                 return Ok(live);
             }
         }
         if self.negative.contains_key(id) {
+            self.metrics.lookup(Lookup::NegativeHit);
             return Err(AuthError::Invalid(InvalidReason::Unknown));
         }
+        self.metrics.lookup(Lookup::Miss);
         for _ in 0..3 {
             let load = async {
                 let epoch = self.epochs.current();
-                match self.with_timeout(self.store.get(id)).await {
+                match self.with_timeout(StoreOp::Get, self.store.get(id)).await {
                     Ok(Some(record)) => Ok(Arc::new(self.entry(record, epoch))),
                     Ok(None) => Err(Miss::Unknown(epoch)),
                     Err(e) => Err(Miss::Store(Arc::new(e))),
@@ -466,7 +479,7 @@ impl Inner {
         }
         // Invalidations keep racing our loads: read the store directly, uncached.
         let epoch = self.epochs.current();
-        match self.with_timeout(self.store.get(id)).await {
+        match self.with_timeout(StoreOp::Get, self.store.get(id)).await {
             Ok(Some(record)) => Ok(Arc::new(self.entry(record, epoch))),
             Ok(None) => Err(AuthError::Invalid(InvalidReason::Unknown)),
             Err(e) => Err(AuthError::StoreUnavailable(Arc::new(e))),
@@ -558,7 +571,9 @@ impl Inner {
     async fn write_back(&self, live: &Arc<CachedToken>) -> Result<(), StoreError> {
         // It stays listed until the list is next compacted, unless used again by then.
         let touch = live.take_touch();
-        let res = self.with_timeout(self.store.touch(live.id(), &touch)).await;
+        let res = self
+            .with_timeout(StoreOp::Touch, self.store.touch(live.id(), &touch))
+            .await;
         if let Err(e) = &res {
             tracing::warn!(token_id = %live.id(), error = %e, "could not record token use; will retry");
             self.write_behind.mark_dirty(live);

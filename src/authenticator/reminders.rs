@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::{Authenticator, Inner};
 use crate::clock;
 use crate::events::{Event, EventActor, EventKind};
+use crate::metrics::StoreOp;
 use crate::store::{ListQuery, Order, SortField, StoreError};
 
 /// How long after its end a token's *expired* event is still sent (to a replica that was
@@ -76,7 +77,9 @@ impl Inner {
         let mut sent = 0;
         for page in 1.. {
             query = query.page(page, PAGE);
-            let found = self.with_timeout(self.store.list(&query)).await?;
+            let found = self
+                .with_timeout(StoreOp::List, self.store.list(&query))
+                .await?;
             for record in &found.items {
                 let Some(end) = record.expires_at else {
                     continue;
@@ -93,7 +96,10 @@ impl Inner {
                 }
                 for (lead, kind) in due {
                     let claimed = self
-                        .with_timeout(self.store.claim_reminder(&record.id, lead, end))
+                        .with_timeout(
+                            StoreOp::ClaimReminder,
+                            self.store.claim_reminder(&record.id, lead, end),
+                        )
                         .await?;
                     if claimed {
                         sent += 1;
@@ -119,6 +125,7 @@ impl Inner {
     /// Deletes the audit log's events older than the retention.
     pub(super) async fn prune_audit_log(&self) -> Result<u64, StoreError> {
         let before = clock::sub(self.clock.now(), self.audit_retention);
-        self.with_timeout(self.store.prune_events(before)).await
+        self.with_timeout(StoreOp::PruneEvents, self.store.prune_events(before))
+            .await
     }
 }

@@ -42,6 +42,11 @@ impl WriteBehind {
         taken
     }
 
+    /// Tokens with a use not yet written (for the metrics: walks the list).
+    pub(crate) fn pending(&self) -> usize {
+        self.lock().list.iter().filter(|t| t.is_dirty()).count()
+    }
+
     /// Tokens listed now (pending or written since listed).
     #[cfg(test)]
     pub(crate) fn listed(&self) -> usize {

@@ -174,7 +174,10 @@ where
                 self.policy
                     .required(&parts)
                     .and_then(|needed| match principal.missing(&needed) {
-                        Some(scope) => Err(RejectionKind::InsufficientScope(scope.clone())),
+                        Some(scope) => {
+                            crate::metrics::insufficient_scope();
+                            Err(RejectionKind::InsufficientScope(scope.clone()))
+                        }
                         None => Ok(()),
                     })
             }

@@ -12,6 +12,7 @@
 use super::error::ManageError;
 use super::manager::Manager;
 use crate::events::{EventActor, EventKind};
+use crate::metrics::StoreOp;
 use crate::store::Update;
 use crate::token::SecretHash;
 
@@ -45,7 +46,7 @@ impl Manager {
             let hash = parsed.secret_hash();
             for _ in 0..TRIES {
                 // A store error skips the entry: the answer must not differ for valid ones.
-                let read = self.io(auth.store().get(&parsed.id)).await;
+                let read = self.io(StoreOp::Get, auth.store().get(&parsed.id)).await;
                 let Ok(Some(mut record)) = read.inspect_err(store_failed) else {
                     break;
                 };
@@ -55,7 +56,7 @@ impl Manager {
                 }
                 record.active = false;
                 record.modified = now;
-                match self.io(auth.store().update(&record)).await {
+                match self.io(StoreOp::Update, auth.store().update(&record)).await {
                     Ok(Update::Written) => {
                         self.emit_as(EventActor::System, &record, EventKind::RevokedAsLeaked);
                         self.invalidate(&record.id).await;

@@ -13,6 +13,7 @@ use super::view::{IssuedToken, TokenView};
 use crate::authenticator::Authenticator;
 use crate::events::{Event, EventActor, EventKind, Origin};
 use crate::expiry::Expiry;
+use crate::metrics::StoreOp;
 use crate::record::TokenRecord;
 use crate::scope::Scope;
 use crate::store::{EventQuery, ListQuery, Page, StoreError, Update};
@@ -193,7 +194,10 @@ impl Manager {
         let Actor::Principal(p) = actor else {
             return Ok(None);
         };
-        match self.io(self.auth.store().get(p.token_id())).await? {
+        match self
+            .io(StoreOp::Get, self.auth.store().get(p.token_id()))
+            .await?
+        {
             Some(r) => Ok(r.absolute_end()),
             // Revoked while the request ran: it may not act any more.
             None => Err(ManageError::forbidden(
@@ -246,9 +250,13 @@ impl Manager {
 
     pub(super) async fn io<T>(
         &self,
+        op: StoreOp,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, ManageError> {
-        self.auth.store_call(fut).await.map_err(ManageError::from)
+        self.auth
+            .store_call(op, fut)
+            .await
+            .map_err(ManageError::from)
     }
 
     pub(super) async fn invalidate(&self, id: &TokenId) {
@@ -265,7 +273,10 @@ impl Manager {
         id: &str,
     ) -> Result<TokenRecord, ManageError> {
         let parsed: TokenId = id.parse().map_err(|_| ManageError::not_found(id))?;
-        match self.io(self.auth.store().get(&parsed)).await? {
+        match self
+            .io(StoreOp::Get, self.auth.store().get(&parsed))
+            .await?
+        {
             Some(r) if self.scopes.owns(actor, &r.owner) => Ok(r),
             _ => Err(ManageError::not_found(id)),
         }
@@ -331,14 +342,16 @@ impl Manager {
         self.scopes.check_grant(actor, &scopes)?;
         let expiry = req.resolve_expiry(self.auth.clock().now(), &self.policy)?;
         within(&expiry, self.caller_end(actor).await?)?;
+        // `create` times its store call out itself.
         let created = self
-            .io(self.auth.create(NewToken {
+            .auth
+            .create(NewToken {
                 owner,
                 name: req.name,
                 scopes,
                 expiry,
                 from: self.origin.clone(),
-            }))
+            })
             .await?;
         self.emit(actor, &created.record, EventKind::Created);
         self.invalidate(&created.record.id).await;
@@ -373,7 +386,9 @@ impl Manager {
                 query.owner = Some(p.owner().to_string());
             }
         }
-        let page = self.io(self.auth.store().list(&query)).await?;
+        let page = self
+            .io(StoreOp::List, self.auth.store().list(&query))
+            .await?;
         Ok(Page {
             total: page.total,
             items: page.items.iter().map(TokenView::from).collect(),
@@ -400,7 +415,8 @@ impl Manager {
                 query.owner = Some(p.owner().to_string());
             }
         }
-        self.io(self.auth.store().list_events(&query)).await
+        self.io(StoreOp::ListEvents, self.auth.store().list_events(&query))
+            .await
     }
 
     /// Changes name, scopes, active flag or expiry. Validation happens before anything is
@@ -498,7 +514,10 @@ impl Manager {
                 next.expiry = expiry;
             }
             next.modified = now;
-            match self.io(self.auth.store().update(&next)).await? {
+            match self
+                .io(StoreOp::Update, self.auth.store().update(&next))
+                .await?
+            {
                 Update::Written => {
                     next.version = record.version.wrapping_add(1);
                     self.emit_changes(actor, &record, &next);
@@ -532,7 +551,10 @@ impl Manager {
         self.scopes.require(actor, Right::Write)?;
         let record = self.visible(actor, id).await?;
         Self::expect(&record, if_version)?;
-        if !self.io(self.auth.store().delete(&record.id)).await? {
+        if !self
+            .io(StoreOp::Delete, self.auth.store().delete(&record.id))
+            .await?
+        {
             return Err(ManageError::not_found(id));
         }
         self.emit(actor, &record, EventKind::Deleted);

@@ -5,6 +5,7 @@
 use crate::authenticator::Authenticator;
 use crate::events::Origin;
 use crate::expiry::Expiry;
+use crate::metrics::StoreOp;
 use crate::record::TokenRecord;
 use crate::scope::ScopeSet;
 use crate::store::StoreError;
@@ -88,7 +89,8 @@ impl Authenticator {
             now,
         );
         record.created_from = new.from;
-        self.store_call(self.store().insert(&record)).await?;
+        self.store_call(StoreOp::Insert, self.store().insert(&record))
+            .await?;
         Ok(CreatedToken { record, token })
     }
 }

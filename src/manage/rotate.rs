@@ -13,6 +13,7 @@ use super::view::{IssuedToken, TokenView};
 use crate::clock;
 use crate::events::EventKind;
 use crate::expiry::{parse_duration, Expiry};
+use crate::metrics::StoreOp;
 use crate::record::{PreviousSecret, TokenRecord};
 use crate::store::Update;
 use crate::token::MintedToken;
@@ -57,7 +58,10 @@ impl Manager {
                 });
                 r.secret_hash = minted.secret_hash;
                 r.modified = now;
-                match self.io(self.auth.store().update(&r)).await? {
+                match self
+                    .io(StoreOp::Update, self.auth.store().update(&r))
+                    .await?
+                {
                     Update::Written => {
                         r.version = record.version.wrapping_add(1);
                         Some(r)
@@ -122,10 +126,12 @@ impl Manager {
             old
         });
         let done = self
-            .io(self
-                .auth
-                .store()
-                .replace(old.as_ref().unwrap_or(record), old.is_none(), &new))
+            .io(
+                StoreOp::Replace,
+                self.auth
+                    .store()
+                    .replace(old.as_ref().unwrap_or(record), old.is_none(), &new),
+            )
             .await?;
         match done {
             Update::Written => Ok(Some(new)),

@@ -305,7 +305,10 @@ pub fn router(manager: Manager, forward: ForwardAuth) -> Router {
 /// 200 when the store answers a read, else 503 with `Retry-After`.
 async fn readyz(auth: Authenticator) -> Response {
     let probe = crate::token::TokenId::generate();
-    match auth.store_call(auth.store().get(&probe)).await {
+    match auth
+        .store_call(crate::metrics::StoreOp::Get, auth.store().get(&probe))
+        .await
+    {
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: the token store does not answer");
