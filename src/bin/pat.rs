@@ -85,7 +85,7 @@ enum Command {
     after_help = "Routes: /auth (nginx, Caddy, Traefik: the original request in \
 X-Forwarded-Method and X-Forwarded-Uri, or X-Original-Method and X-Original-URI), \
 /ext-authz/... (Envoy ext_authz, path_prefix /ext-authz), /personal-access-tokens (admin API), \
-/healthz, /readyz. A check that passes is 200 with X-Pat-Owner, X-Pat-Token-Id, X-Pat-Scopes \
+/healthz, /readyz, /metrics (Prometheus). A check that passes is 200 with X-Pat-Owner, X-Pat-Token-Id, X-Pat-Scopes \
 and X-Pat-Expires-At for the proxy to copy upstream; the forward-auth routes believe the \
 proxy's headers, so only the proxy should reach them (or set --proxy-secret-file)."
 )]
@@ -774,6 +774,8 @@ mod serve {
             forward_secret = Some(secret);
         }
         let policy = policy(cli)?;
+        // Before the authenticator is built, which registers its metrics with it.
+        let metrics = prometheus()?;
         let store = store::open(&cli.store)
             .await
             .map_err(|e| store_fail(&e, &cli.store))?;
@@ -786,7 +788,10 @@ mod serve {
             })?;
         }
         let background = tokio::spawn(auth.background());
-        let app = router(Manager::new(auth.clone()).with_policy(policy), forward);
+        let app = router(Manager::new(auth.clone()).with_policy(policy), forward).route(
+            "/metrics",
+            axum::routing::get(move || async move { metrics.render() }),
+        );
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| Fail::invalid(format!("cannot listen on {listen}: {e}")))?;
@@ -806,6 +811,29 @@ mod serve {
         let _ = auth.shutdown().await;
         let _ = background.await;
         served.map_err(|e| Fail::invalid(format!("the server failed: {e}")))
+    }
+
+    /// The process's Prometheus recorder, with tower-pat's metrics described and its
+    /// durations as histograms (buckets from 2 µs to 5 s); a task drains them every 5 s.
+    fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, Fail> {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        const BUCKETS: &[f64] = &[
+            0.000_002, 0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05,
+            0.1, 0.5, 1.0, 5.0,
+        ];
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Prefix("pat_".into()), BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|e| Fail::invalid(format!("cannot install the metrics recorder: {e}")))?;
+        tower_pat::describe_metrics();
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        Ok(handle)
     }
 
     /// Resolves on Ctrl-C or SIGTERM.
