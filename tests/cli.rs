@@ -598,3 +598,76 @@ fn expiring_within_lists_exactly_the_window_and_cli_changes_are_events() {
         "unknown event type",
     );
 }
+
+/// `pat serve` refuses bad input at start with one line and a non-zero exit: a malformed
+/// rules file, an unknown method, a capture used twice (each naming its line), a bad
+/// listen address, and a store that does not answer.
+#[cfg(all(feature = "server", feature = "redis"))]
+#[test]
+fn serve_refuses_bad_input_at_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let malformed = file("malformed.toml", "[[rule]]\npath = \"/a\"\nscopes = [\n");
+    let method = file(
+        "method.toml",
+        "[[rule]]\npath = \"/a\"\nmethods = [\"GET\", \"FETCH\"]\n",
+    );
+    let overlap = file("overlap.toml", "\n[[rule]]\npath = \"/n/{id}/{id}\"\n");
+    let good = file("good.toml", "[[rule]]\npath = \"/a\"\n");
+    for (args, code, needle) in [
+        (vec!["serve", "--rules", &malformed], 2, "line 4"),
+        (
+            vec!["serve", "--rules", &method],
+            2,
+            "line 3: unknown method \"FETCH\"",
+        ),
+        (
+            vec!["serve", "--check-rules", &overlap],
+            2,
+            "line 3: path \"/n/{id}/{id}\": capture {id} appears twice",
+        ),
+        (
+            vec!["serve", "--rules", "/nonexistent/rules.toml"],
+            2,
+            "cannot read the rules file",
+        ),
+        (
+            vec!["serve", "--rules", &good, "--listen", "localhost"],
+            2,
+            "bad --listen",
+        ),
+        (
+            vec!["serve", "--rules", &good, "--store", "redis://127.0.0.1:1"],
+            3,
+            "cannot use the token store redis://127.0.0.1:1",
+        ),
+    ] {
+        let o = run("sqlite://unused.db", &args);
+        fails(&o, code, needle);
+        assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.stderr);
+        assert!(o.stderr.starts_with("error: "), "{}", o.stderr);
+    }
+    let o = run("sqlite://unused.db", &["serve", "--check-rules", &good]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("/a") && o.stdout.ends_with("otherwise: deny\n"),
+        "{}",
+        o.stdout
+    );
+    let help = run("sqlite://unused.db", &["serve", "--help"]);
+    for flag in [
+        "--store",
+        "--listen",
+        "--rules",
+        "--proxy-secret-file",
+        "--check-rules",
+        "PAT_RULES",
+        "X-Pat-Owner",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag} not in --help");
+    }
+}
