@@ -93,14 +93,16 @@ const SAMPLE_EVERY: u32 = 64;
 /// not the token's owner), `expired`, `disabled`, `rate_limited` (the client was locked
 /// out by the failed-attempt limiter, and the token was not looked at), `store_error`
 /// (the store failed or timed out: 503), each counted once per check; and
-/// `insufficient_scope`, counted when [`RequireScopesLayer`](crate::RequireScopesLayer)
-/// or the admin API refuses a request for a scope its token lacks, after its check was
-/// counted `valid`. Requests that carry no credential, or an `Authorization` header that
+/// `insufficient_scope`, counted when [`RequireScopesLayer`](crate::RequireScopesLayer),
+/// the admin API or `pat serve`'s forward auth refuses a request for a scope its token
+/// lacks, after its check was counted `valid`. Requests that carry no credential, or an `Authorization` header that
 /// cannot be read (400), are not checks and are not counted.
 ///
 /// `op` is one of `get`, `insert`, `update`, `replace`, `delete`, `list`, `touch`,
-/// `publish_change`. The store's change feed (`follow_changes`) runs for as long as the
-/// background task and is not timed.
+/// `publish_change`, `list_events`, `prune_events`, `claim_reminder`. The store's change
+/// feed (`follow_changes`) runs for as long as the background task and is not timed, nor
+/// are the audit log's writes ([`AuditLog`](crate::AuditLog) is a sink that calls
+/// `append_events` itself).
 ///
 /// Histograms are rendered as the recorder chooses: metrics-exporter-prometheus makes
 /// summaries unless given buckets (`PrometheusBuilder::set_buckets_for_metric`), which are

@@ -374,3 +374,52 @@ async fn the_gauges_are_this_authenticators_share_until_it_is_dropped() {
         ],
     );
 }
+
+/// `pat serve`'s forward auth counts its scope refusals as the layer does.
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn forward_auth_counts_a_scope_refusal() {
+    use tower_pat::server::{ForwardAuth, Rules};
+    let _turn = TURN.lock().await;
+    recorder();
+    let auth = Authenticator::builder(Arc::new(MemoryStore::new()))
+        .with_attempt_limiter(AttemptLimiter::disabled())
+        .build();
+    let node = "0b0f8d7e-3f44-4c4e-9d0e-0f6f0b8d2a11";
+    let reader = auth
+        .create(
+            NewToken::new("alice", "fwd").with_scopes(format!("node:{node}:r").parse().unwrap()),
+        )
+        .await
+        .unwrap();
+    let rules = Rules::parse(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/proxies/rules.toml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let app = ForwardAuth::new(auth, rules).routes();
+    let ask = |method: &'static str| {
+        http::Request::builder()
+            .uri("/auth")
+            .header("authorization", bearer(reader.token.expose()))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", format!("/nodes/{node}/a"))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let before = sample();
+    assert_eq!(send_req(&app, ask("GET")).await.status, StatusCode::OK);
+    assert_eq!(
+        send_req(&app, ask("PUT")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    sample().assert_moved(
+        &before,
+        &[
+            (&outcome("valid"), 2.0),
+            (&outcome("insufficient_scope"), 1.0),
+        ],
+    );
+}

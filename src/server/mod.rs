@@ -172,6 +172,7 @@ impl ForwardAuth {
             Err(e) => return self.refuse(RejectionKind::InvalidRequest(e.to_string())),
         };
         if let Some(missing) = principal.missing(&scopes) {
+            crate::metrics::insufficient_scope();
             return self.refuse(RejectionKind::InsufficientScope(missing.clone()));
         }
         let mut res = StatusCode::OK.into_response();
