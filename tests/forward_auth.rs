@@ -159,7 +159,7 @@ async fn auth_needs_the_original_request_and_reads_either_header_pair() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{method_h} {uri_h}");
     }
-    // Without them, or with two of one: 400 with a valid token, 401 without one.
+    // Without them, or with two of one: 400, before any token is read.
     for headers in [
         vec![("authorization", t.as_slice())],
         vec![
@@ -378,4 +378,74 @@ async fn hostile_header_shapes_at_auth_never_pass() {
             "{method}"
         );
     }
+}
+
+/// What a client controls cannot move the path that is checked: a `://` in the query,
+/// a client's own `X-Original-*` beside the proxy's `X-Forwarded-*`, another spelling of
+/// the path (encoded letters, `;` parameters, a doubled slash).
+#[tokio::test]
+async fn the_checked_path_is_the_requested_one() {
+    let e = env(None).await;
+    let t = bearer(&e.reader);
+    let other = "9c1d7a52-0000-4000-8000-000000000001";
+    let status = |headers: Vec<(&'static str, Vec<u8>)>| {
+        let app = e.app.clone();
+        let t = t.clone();
+        async move {
+            let mut h: Vec<(&str, &[u8])> = vec![("authorization", &t)];
+            h.extend(headers.iter().map(|(k, v)| (*k, v.as_slice())));
+            send(&app, "GET", "/auth", &h).await.status
+        }
+    };
+    let fwd = |uri: &str| {
+        vec![
+            ("x-forwarded-method", b"GET".to_vec()),
+            ("x-forwarded-uri", uri.as_bytes().to_vec()),
+        ]
+    };
+    // The node it may read, and its spellings.
+    assert_eq!(
+        status(fwd(&format!("/nodes/{NODE}/a"))).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(fwd(&format!("/nodes/{NODE}/a/"))).await,
+        StatusCode::OK
+    );
+    // Another node, whatever the query says.
+    let sneaky = format!("/nodes/{other}/secret?r=https://x/nodes/{NODE}/a");
+    assert_eq!(status(fwd(&sneaky)).await, StatusCode::FORBIDDEN);
+    let sneaky = format!("/nodes/{other}/secret#https://x/nodes/{NODE}/a");
+    assert_eq!(status(fwd(&sneaky)).await, StatusCode::FORBIDDEN);
+    // A full URL is read as its path.
+    let full = format!("https://files.example/nodes/{other}/x?y=/nodes/{NODE}/a");
+    assert_eq!(status(fwd(&full)).await, StatusCode::FORBIDDEN);
+    // The proxy's family decides: an unreadable X-Forwarded-Uri is 400, not a reason to
+    // believe the client's X-Original-URI; nor are the families mixed.
+    let mut h = fwd("");
+    h[1].1 = format!("/nodes/{other}/s\u{e9}").into_bytes();
+    h.push(("x-original-method", b"GET".to_vec()));
+    h.push(("x-original-uri", format!("/nodes/{NODE}/a").into_bytes()));
+    assert_eq!(status(h).await, StatusCode::BAD_REQUEST);
+    let mixed = vec![
+        ("x-forwarded-method", b"GET".to_vec()),
+        ("x-original-uri", format!("/nodes/{NODE}/a").into_bytes()),
+    ];
+    assert_eq!(status(mixed).await, StatusCode::BAD_REQUEST);
+    // Other spellings of a path are refused, not matched by another rule.
+    for p in [
+        format!("/%6eodes/{NODE}/a"),
+        format!("/nodes/{NODE}%2fa"),
+        format!("/nodes/{NODE};jsessionid=1/a"),
+        format!("/nodes/{NODE}//a"),
+        "//".to_owned(),
+        format!("/nodes/{NODE}/a%zz"),
+    ] {
+        assert_eq!(status(fwd(&p)).await, StatusCode::BAD_REQUEST, "{p}");
+    }
+    // A capture that would reach into the scope's other segments is denied.
+    assert_eq!(
+        status(fwd(&format!("/nodes/{NODE}:*/a"))).await,
+        StatusCode::FORBIDDEN
+    );
 }

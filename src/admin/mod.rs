@@ -29,7 +29,7 @@
 //! | `DELETE /personal-access-tokens/{id}` | 204 |
 //! | `POST /personal-access-tokens/{id}/rotate` | the new token value; `{"grace": "1h", "new_id": false}` |
 //! | `GET /personal-access-tokens/events` | the audit log, newest first: `{count, next, previous, results}`; `token_id`, `owner`, `type`, `since`, `until` (RFC 3339 or `7d`), `page`, `page_size` |
-//! | `GET /personal-access-tokens/{id}/events` | one token's events (also after it was deleted) |
+//! | `GET /personal-access-tokens/{id}/events` | one token's events (404 once it is deleted: they stay at `/events?token_id=…`) |
 //! | `GET /personal-access-tokens/openapi.json` | the OpenAPI 3 document |
 //! | `POST /personal-access-tokens/revoke` | leaked-token reports, no authentication ([`revoke_router`], outside the layer): always 202 |
 //!

@@ -278,6 +278,7 @@ fn paths(doc: &mut Value) {
         (format!("{base}/{{id}}/events"), "get", &[
             ("400", "An unknown filter field or bad value"),
             ("403", "insufficient_scope: pat:read"),
+            ("404", "No such token (or no longer: see /events?token_id=), or another user's"),
         ]),
         (format!("{base}/{{id}}"), "get", &[
             ("403", "insufficient_scope: pat:read"),

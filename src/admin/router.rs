@@ -312,7 +312,10 @@ async fn list_events(
     events_page(m, actor, uri, query, None).await
 }
 
-/// List one token's events, newest first (also after it was deleted).
+/// List one token's events, newest first.
+///
+/// 404 for an unknown id, another user's token, or a deleted token, whose events stay
+/// listed at `GET /personal-access-tokens/events?token_id=…`.
 #[utoipa::path(
     get,
     path = "/personal-access-tokens/{id}/events",
@@ -325,7 +328,7 @@ async fn list_events(
         ("page_size" = Option<u32>, Query, description = "Items per page, 1 to 1000 (default 25)"),
     ),
     responses(
-        (status = 200, description = "A page of the token's events (empty for an unknown id, or another user's token)", body = EventList),
+        (status = 200, description = "A page of the token's events", body = EventList),
     ),
     security(("bearer" = []))
 )]
@@ -336,16 +339,10 @@ async fn token_events(
     OriginalUri(uri): OriginalUri,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    // Not an id: no token has it, so it has no events (as for an unknown id).
-    let Ok(id) = id.parse() else {
-        let body = EventList {
-            count: 0,
-            next: None,
-            previous: None,
-            results: Vec::new(),
-        };
-        return Ok(json_response(StatusCode::OK, &body));
-    };
+    // The token as the caller may see it: 404 for an unknown id, a deleted token or
+    // another user's (a deleted token's events stay at `/events?token_id=…`).
+    let view = m.get(&actor, &id).await?;
+    let id = view.id;
     events_page(m, actor, uri, query, Some(id)).await
 }
 

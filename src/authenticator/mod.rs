@@ -418,7 +418,7 @@ impl Inner {
     /// came from, its first-use or new-address event, and its due write-behind write.
     #[cold]
     fn follow_up(self: &Arc<Self>, live: &Arc<CachedToken>, bits: u8, origin: &Origin) {
-        let new_address = live.note_origin(origin, self.recent_clients);
+        let new_address = live.note_origin(origin, self.recent_clients, self.clock.unix_now());
         let kind = if bits & followup::FIRST_USE != 0 {
             Some(EventKind::FirstUse)
         } else if new_address {

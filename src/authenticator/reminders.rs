@@ -17,6 +17,7 @@ use crate::clock;
 use crate::events::{Event, EventActor, EventKind};
 use crate::metrics::StoreOp;
 use crate::store::{ListQuery, Order, SortField, StoreError};
+use time::OffsetDateTime;
 
 /// How long after its end a token's *expired* event is still sent (to a replica that was
 /// down at the time, or a store first watched).
@@ -26,10 +27,10 @@ pub(crate) const EXPIRED_HORIZON: Duration = Duration::from_secs(7 * 86_400);
 const PAGE: u32 = 500;
 
 impl Authenticator {
-    /// Sends the expiry reminders due now: *expiring soon* for each lead time
+    /// Sends the expiry reminders due now: *expiring soon* for the shortest lead time
     /// ([`with_expiry_reminders`](super::AuthenticatorBuilder::with_expiry_reminders),
-    /// default 7 days and 1 day) whose window a token has entered, and *expired* for a
-    /// token whose end has passed. Each is sent once per token, lead time and expiry,
+    /// default 7 days and 1 day) whose window a token's end has entered (for a sliding
+    /// token, its cap's), and *expired* for a token whose end has passed. Each is sent once per token, lead time and expiry,
     /// across every replica sharing the store. The background task calls it every
     /// [`with_reminder_interval`](super::AuthenticatorBuilder::with_reminder_interval);
     /// call it yourself to send them now. Returns how many events it emitted.
@@ -84,17 +85,33 @@ impl Inner {
                 let Some(end) = record.expires_at else {
                     continue;
                 };
-                let mut due: Vec<(u64, EventKind)> = Vec::new();
+                // A sliding token's end moves with every use: only its cap, which does
+                // not, is reminded of; one without a cap is reminded of nothing until it
+                // lapses. Of the lead times whose window the end has entered, only the
+                // shortest is sent (a token made with 12 hours left gets the 1-day
+                // reminder, not the 7-day one as well).
+                let mut due: Vec<(u64, EventKind, OffsetDateTime)> = Vec::new();
                 if end <= now {
-                    due.push((0, EventKind::Expired));
+                    due.push((0, EventKind::Expired, end));
+                } else if let Some(soon) = if record.expiry.is_sliding() {
+                    record.absolute_end()
                 } else {
-                    for lead in &self.reminders {
-                        if end - now <= *lead {
-                            due.push((lead.as_secs(), EventKind::ExpiringSoon { lead: *lead }));
-                        }
+                    Some(end)
+                } {
+                    if let Some(lead) = self
+                        .reminders
+                        .iter()
+                        .rev()
+                        .find(|lead| soon - now <= **lead)
+                    {
+                        due.push((
+                            lead.as_secs(),
+                            EventKind::ExpiringSoon { lead: *lead },
+                            soon,
+                        ));
                     }
                 }
-                for (lead, kind) in due {
+                for (lead, kind, end) in due {
                     let claimed = self
                         .with_timeout(
                             StoreOp::ClaimReminder,

@@ -113,6 +113,17 @@ struct Seen {
     from: Origin,
     /// Newest first, at most the authenticator's `recent_clients`.
     recent: Vec<IpAddr>,
+    /// When the last new address was reported (unix seconds; 0: never).
+    noticed_at: i64,
+}
+
+/// Whether two addresses are one client's: equal, or IPv6 in one /64 (a host picks any
+/// address of its /64).
+fn same_client(a: IpAddr, b: IpAddr) -> bool {
+    match (a.to_canonical(), b.to_canonical()) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        (a, b) => a == b,
+    }
 }
 
 /// A cheap fingerprint of a client address for the change test (never 0). Two addresses
@@ -193,6 +204,7 @@ impl CachedToken {
                 Box::new(Seen {
                     from: record.last_used_from,
                     recent: record.recent_clients,
+                    noticed_at: 0,
                 })
             });
         Self {
@@ -297,10 +309,12 @@ impl CachedToken {
         client.is_some_and(|ip| self.client.load(Ordering::Relaxed) != client_key(ip))
     }
 
-    /// Notes where a use came from: it is now the last origin, and its address the
-    /// newest of the recent ones. `true` when the address was not among the recent ones
-    /// (and there were some: a first address is not a new one).
-    pub(crate) fn note_origin(&self, origin: &Origin, keep: usize) -> bool {
+    /// Notes where a use came from at `now`: it is now the last origin, and its address
+    /// the newest of the recent ones. `true` when the address was not among the recent
+    /// ones (and there were some: a first address is not a new one), at most once per
+    /// write-behind interval (a client cycling through addresses makes one event an
+    /// interval, not one a request). IPv6 addresses in one /64 count as one.
+    pub(crate) fn note_origin(&self, origin: &Origin, keep: usize, now: i64) -> bool {
         let Some(ip) = origin.client else {
             return false;
         };
@@ -308,8 +322,16 @@ impl CachedToken {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let seen = seen.get_or_insert_with(Box::default);
         seen.from = origin.clone();
-        let new = !seen.recent.is_empty() && !seen.recent.contains(&ip);
-        seen.recent.retain(|x| *x != ip);
+        let known = seen.recent.iter().any(|x| same_client(*x, ip));
+        let mut new = !seen.recent.is_empty() && !known;
+        if new {
+            if now.saturating_sub(seen.noticed_at) < i64::from(self.interval) {
+                new = false;
+            } else {
+                seen.noticed_at = now;
+            }
+        }
+        seen.recent.retain(|x| !same_client(*x, ip));
         seen.recent.insert(0, ip);
         seen.recent.truncate(keep.max(1));
         new

@@ -368,6 +368,24 @@ impl Manager {
         self.visible(actor, id).await.map(TokenView::from)
     }
 
+    /// A read for `actor` (`pat:read`): a non-admin reads only their own, so `owner`
+    /// becomes theirs, and naming another owner is [`ManageError::InsufficientScope`]
+    /// naming the admin scope. An admin or the operator reads what `owner` names.
+    fn reading(&self, actor: &Actor, owner: &mut Option<String>) -> Result<(), ManageError> {
+        self.scopes.require(actor, Right::Read)?;
+        if let Actor::Principal(p) = actor {
+            if !self.is_admin(actor) {
+                if owner.as_deref().is_some_and(|o| o != p.owner()) {
+                    return Err(ManageError::InsufficientScope {
+                        scope: self.scopes.admin.to_string(),
+                    });
+                }
+                *owner = Some(p.owner().to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// One page of tokens. A non-admin sees only their own (`query.owner` must be unset
     /// or theirs, else [`ManageError::InsufficientScope`] naming the admin scope).
     pub async fn list(
@@ -375,17 +393,7 @@ impl Manager {
         actor: &Actor,
         mut query: ListQuery,
     ) -> Result<Page<TokenView>, ManageError> {
-        self.scopes.require(actor, Right::Read)?;
-        if let Actor::Principal(p) = actor {
-            if !self.is_admin(actor) {
-                if query.owner.as_deref().is_some_and(|o| o != p.owner()) {
-                    return Err(ManageError::InsufficientScope {
-                        scope: self.scopes.admin.to_string(),
-                    });
-                }
-                query.owner = Some(p.owner().to_string());
-            }
-        }
+        self.reading(actor, &mut query.owner)?;
         let page = self
             .io(StoreOp::List, self.auth.store().list(&query))
             .await?;
@@ -404,17 +412,7 @@ impl Manager {
         actor: &Actor,
         mut query: EventQuery,
     ) -> Result<Page<Event>, ManageError> {
-        self.scopes.require(actor, Right::Read)?;
-        if let Actor::Principal(p) = actor {
-            if !self.is_admin(actor) {
-                if query.owner.as_deref().is_some_and(|o| o != p.owner()) {
-                    return Err(ManageError::InsufficientScope {
-                        scope: self.scopes.admin.to_string(),
-                    });
-                }
-                query.owner = Some(p.owner().to_string());
-            }
-        }
+        self.reading(actor, &mut query.owner)?;
         self.io(StoreOp::ListEvents, self.auth.store().list_events(&query))
             .await
     }

@@ -7,6 +7,7 @@
 //! | `/auth` (any method) | nginx, Caddy, Traefik | the original request from `X-Forwarded-Method` / `X-Forwarded-Uri` (or `X-Original-Method` / `X-Original-URI`); without them 400 |
 //! | `/ext-authz/…` (any method) | Envoy `ext_authz` (HTTP service, `path_prefix: /ext-authz`) | the original path after the prefix, the original method as the request's own |
 //! | `/personal-access-tokens…` | management | the admin API ([`admin::router`](crate::admin::router)) behind [`PatLayer`](crate::PatLayer), and the leaked-token route |
+//! | `/metrics` (from `pat serve`) | Prometheus | the text format, without authentication: keep it on the private side |
 //! | `/healthz` | liveness | 200 while the process runs |
 //! | `/readyz` | readiness | 200 when the store answers, else 503 with `Retry-After` |
 //!
@@ -228,17 +229,42 @@ fn one<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     }
 }
 
+/// The original request's method and URI, both from one family of headers: the
+/// `X-Forwarded-*` pair when either of them is present (a client's own `X-Original-*`
+/// then counts for nothing), else the `X-Original-*` pair. `None` unless the family's
+/// two headers are there once each, in ASCII.
+fn original_request(headers: &HeaderMap) -> Option<(&str, &str)> {
+    let family =
+        if headers.contains_key("x-forwarded-method") || headers.contains_key("x-forwarded-uri") {
+            ("x-forwarded-method", "x-forwarded-uri")
+        } else {
+            ("x-original-method", "x-original-uri")
+        };
+    Some((one(headers, family.0)?, one(headers, family.1)?))
+}
+
+/// The path of an original URI: the query and fragment cut first (they may hold
+/// anything, `://` included), then a `scheme://authority` taken off a full URL.
+fn original_path(uri: &str) -> &str {
+    let uri = uri.split(['?', '#']).next().unwrap_or_default();
+    if uri.starts_with('/') {
+        return uri;
+    }
+    match uri.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => uri,
+    }
+}
+
 /// `/auth`: the original request from the proxy's headers.
 async fn auth_request(State(f): State<Arc<ForwardAuth>>, req: Request) -> Response {
     if !f.is_from_proxy(req.headers()) {
         return f.refuse(RejectionKind::MissingCredentials);
     }
     let headers = req.headers();
-    let method = one(headers, "x-forwarded-method").or_else(|| one(headers, "x-original-method"));
-    let uri = one(headers, "x-forwarded-uri").or_else(|| one(headers, "x-original-uri"));
-    let (Some(method), Some(uri)) = (method, uri) else {
+    let Some((method, uri)) = original_request(headers) else {
         return f.refuse(RejectionKind::InvalidRequest(
-            "the proxy sent no original request: set X-Forwarded-Method and X-Forwarded-Uri (or X-Original-Method and X-Original-URI)".into(),
+            "the proxy sent no readable original request: set one X-Forwarded-Method and one X-Forwarded-Uri (or X-Original-Method and X-Original-URI), in ASCII".into(),
         ));
     };
     let Ok(method) = Method::from_bytes(method.trim().as_bytes()) else {
@@ -246,12 +272,7 @@ async fn auth_request(State(f): State<Arc<ForwardAuth>>, req: Request) -> Respon
             "the original method is not an HTTP method".into(),
         ));
     };
-    // A full URL (some proxies send one) or a path, with the query cut.
-    let path = match uri.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => uri,
-    };
-    let path = path.split(['?', '#']).next().unwrap_or_default().to_owned();
+    let path = original_path(uri).to_owned();
     let (parts, _) = req.into_parts();
     f.check(&method, &path, &parts).await
 }
@@ -296,7 +317,7 @@ pub fn router(manager: Manager, forward: ForwardAuth) -> Router {
         .merge(crate::admin::revoke_router_with_client_address(
             manager,
             crate::AttemptLimiter::new(60, Duration::from_secs(3600)),
-            forward.client_address,
+            ClientAddress::connection(),
         ))
         .merge(forward.routes())
         .route("/healthz", get(|| async { "ok\n" }))

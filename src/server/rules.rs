@@ -13,9 +13,13 @@
 //!   file with one is refused (no rule of it is used).
 //! - The first rule whose methods and path match decides; no rule matching falls to the
 //!   default, `deny` unless the file says otherwise.
-//! - A path is matched only in its one spelling: `.` and `..` segments, empty segments
-//!   (but a trailing one) and percent-encoded `/`, `\` or `.` are refused, never
-//!   resolved, as the layer's node scopes do.
+//! - A path is matched only in its one spelling: `.` and `..` segments, empty segments,
+//!   `;`, backslashes and percent-encoded `/`, `\` or unreserved characters are refused,
+//!   never resolved; one trailing slash is no segment (`/a/` is `/a`). Matching is
+//!   case-sensitive, byte for byte.
+//! - A capture fills a scope only with unreserved characters (letters, digits, `-._~`):
+//!   a `:` or `*` in it would reach into the scope's other segments, so the request is
+//!   denied.
 
 use std::fmt;
 
@@ -327,7 +331,18 @@ impl Template {
         for p in &self.parts {
             match p {
                 Part::Text(t) => text.push_str(t),
-                Part::Capture(i) => text.push_str(captured.get(*i)?),
+                Part::Capture(i) => {
+                    // Unreserved characters only: a `:` or `*` would reach into the
+                    // scope's other segments.
+                    let value = captured.get(*i)?;
+                    if !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                    {
+                        return None;
+                    }
+                    text.push_str(value);
+                }
             }
         }
         text.parse().ok()
@@ -355,7 +370,8 @@ fn pattern(path: &str) -> Result<(Vec<Segment>, bool, Vec<String>), String> {
         match *s {
             "**" => tail = true,
             "*" => segments.push(Segment::Any),
-            "" if i + 1 == parts.len() => segments.push(Segment::Literal(String::new())),
+            // A trailing slash is not a segment of its own (as in a request's path).
+            "" if i + 1 == parts.len() => {}
             "" | "." | ".." => {
                 return Err(format!(
                     "path {path:?}: empty, '.' and '..' segments never match"
@@ -431,29 +447,48 @@ fn template(text: &str, captures: &[String]) -> Result<Template, String> {
     })
 }
 
-/// The segments of a request path, in its one spelling: `.`, `..`, empty segments (but
-/// a trailing one), backslashes and percent-encoded `/`, `\` or `.` are refused.
+/// The segments of a request path, in its one spelling: `.`, `..`, empty segments,
+/// backslashes, `;` (path parameters, which some servers strip) and percent-encoded
+/// `/`, `\` or unreserved characters (letters, digits, `-`, `.`, `_`, `~`, which have a
+/// plain spelling) are refused. One trailing slash is not a segment: `/a/` is `/a`.
 fn path_segments(path: &str) -> Result<Vec<&str>, PathError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError("the original path must start with '/'"));
     };
-    let lower = rest.to_ascii_lowercase();
-    if lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%2e")
-        || rest.contains('\\')
-    {
-        return Err(PathError("encoded path separators are not accepted"));
+    if rest.contains(['\\', ';']) {
+        return Err(PathError(
+            "backslashes and ';' are not accepted in the path",
+        ));
     }
+    let bytes = rest.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != b'%' {
+            continue;
+        }
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) else {
+            return Err(PathError(
+                "a '%' in the path is not followed by two hex digits",
+            ));
+        };
+        let decoded = (hi * 16 + lo) as u8;
+        if decoded.is_ascii_alphanumeric() || b"-._~/\\".contains(&decoded) {
+            return Err(PathError(
+                "encoded separators and encoded letters, digits or '-._~' are not accepted",
+            ));
+        }
+    }
+    if rest == "/" {
+        return Err(PathError("path segments '.', '..' and '' are not accepted"));
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
         return Ok(Vec::new());
     }
     let segments: Vec<&str> = rest.split('/').collect();
-    let n = segments.len();
     if segments
         .iter()
-        .enumerate()
-        .any(|(i, s)| *s == "." || *s == ".." || (s.is_empty() && i + 1 != n))
+        .any(|s| *s == "." || *s == ".." || s.is_empty())
     {
         return Err(PathError("path segments '.', '..' and '' are not accepted"));
     }
@@ -546,8 +581,18 @@ path = "/public/*"
         );
         assert_eq!(get(Method::GET, "/public/a/b").unwrap(), ["DENIED"]);
         assert_eq!(get(Method::GET, "/").unwrap(), ["DENIED"]);
-        // A capture that makes no valid scope denies.
+        // A capture that makes no valid scope, or reaches into another segment, denies.
         assert_eq!(get(Method::GET, "/nodes/a:b/x").unwrap(), ["DENIED"]);
+        assert_eq!(get(Method::GET, "/nodes/*/x").unwrap(), ["DENIED"]);
+        // One trailing slash is no segment; other escapes are plain text.
+        assert_eq!(
+            get(Method::POST, "/public/a/").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            get(Method::POST, "/public/a%20b").unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -560,6 +605,10 @@ path = "/public/*"
             format!("/nodes/{NODE}%2Fx"),
             format!("/nodes/{NODE}/%2e%2e/x"),
             format!("/nodes/{NODE}\\x"),
+            format!("/%6Eodes/{NODE}/x"),
+            format!("/nodes/{NODE};p=1/x"),
+            "//".to_owned(),
+            "/a%2".to_owned(),
             "nodes/x".to_owned(),
             String::new(),
         ] {
