@@ -205,10 +205,17 @@ struct ListArgs {
     /// Order: created, last_used, expires or name; prefix '-' for descending.
     #[arg(long, allow_hyphen_values = true)]
     order_by: Option<String>,
+    #[command(flatten)]
+    out: Listing,
+}
+
+/// How a listing is paged and printed (`token list`, `token events`).
+#[derive(Debug, Args)]
+struct Listing {
     /// Page, from 1.
     #[arg(long, default_value_t = 1)]
     page: u32,
-    /// Tokens per page (1 to 1000).
+    /// Items per page (1 to 1000).
     #[arg(long, default_value_t = 100)]
     page_size: u32,
     /// Print JSON.
@@ -233,15 +240,8 @@ struct EventsArgs {
     /// Only events before this time: RFC 3339, or a duration before now such as 1h.
     #[arg(long)]
     until: Option<String>,
-    /// Page, from 1.
-    #[arg(long, default_value_t = 1)]
-    page: u32,
-    /// Events per page (1 to 1000).
-    #[arg(long, default_value_t = 100)]
-    page_size: u32,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    out: Listing,
 }
 
 /// A failure: its exit code and one line for stderr.
@@ -409,9 +409,9 @@ async fn command(m: &Manager, cmd: &TokenCommand) -> Result<(), Fail> {
             if let Some(o) = &a.order_by {
                 q.order = parse_order(o).map_err(manage_fail)?;
             }
-            let q = q.page(a.page, a.page_size);
+            let q = q.page(a.out.page, a.out.page_size);
             let page = m.list(op, q).await.map_err(manage_fail)?;
-            if a.json {
+            if a.out.json {
                 let doc = serde_json::json!({"count": page.total, "results": page.items});
                 let _ = writeln!(out, "{doc}");
             } else {
@@ -441,9 +441,9 @@ async fn command(m: &Manager, cmd: &TokenCommand) -> Result<(), Fail> {
                     apply_event_filter(&mut q, k, v, now).map_err(manage_fail)?;
                 }
             }
-            let q = q.page(a.page, a.page_size);
+            let q = q.page(a.out.page, a.out.page_size);
             let page = m.events(op, q).await.map_err(manage_fail)?;
-            if a.json {
+            if a.out.json {
                 let doc = serde_json::json!({"count": page.total, "results": page.items});
                 let _ = writeln!(out, "{doc}");
             } else {
