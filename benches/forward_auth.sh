@@ -9,6 +9,9 @@
 #   (b) floor auth_request to a location that just returns 200: the subrequest
 #             mechanism alone (no hop, no decision)
 #   (c) none  no auth_request at all
+#   (d) hop   auth_request to an nginx server that just answers 200, over the same
+#             keep-alive proxying as (a): the floor of any auth service reached over
+#             HTTP (the hop without the decision), so (a)/(d) is what `pat serve` costs
 # and prints requests/s per run, and per round the ratio (a)/(b); the goal is a median
 # of at least 0.90. Then, with CALLGRIND=1, the instructions per /auth request of
 # `pat serve` under callgrind (user space; deterministic whatever else the machine does).
@@ -43,7 +46,7 @@ start_pat() {
   for _ in $(seq 600); do grep -q '^listening on ' "$dir/pat.err" && return 0; sleep 0.1; done
   echo "pat serve did not start" >&2; cat "$dir/pat.err" >&2; exit 1
 }
-pat_port=$(free_port); up_port=$(free_port); web_port=$(free_port)
+pat_port=$(free_port); up_port=$(free_port); web_port=$(free_port); hop_port=$(free_port)
 mkdir -p "$dir/tmp"
 cat >"$dir/nginx.conf" <<CONF
 worker_processes 1;
@@ -54,9 +57,14 @@ http {
   access_log off;
   upstream pat { server 127.0.0.1:$pat_port; keepalive 64; }
   upstream app { server 127.0.0.1:$up_port; keepalive 64; }
+  upstream hop { server 127.0.0.1:$hop_port; keepalive 64; }
   server {
     listen 127.0.0.1:$up_port;
     location / { return 200 "hello\n"; }
+  }
+  server {
+    listen 127.0.0.1:$hop_port;
+    location / { return 200; }
   }
   server {
     listen 127.0.0.1:$web_port;
@@ -77,6 +85,13 @@ http {
       proxy_set_header Connection "";
       proxy_pass http://app;
     }
+    location /hop/ {
+      auth_request /_hop;
+      auth_request_set \$owner \$upstream_http_x_pat_owner;
+      proxy_set_header X-Pat-Owner \$owner;
+      proxy_set_header Connection "";
+      proxy_pass http://app;
+    }
     location /none/ {
       proxy_set_header Connection "";
       proxy_pass http://app;
@@ -84,6 +99,16 @@ http {
     location = /_pat {
       internal;
       proxy_pass http://pat/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Forwarded-Method \$request_method;
+      proxy_set_header X-Forwarded-Uri \$request_uri;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header Connection "";
+    }
+    location = /_hop {
+      internal;
+      proxy_pass http://hop/auth;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Forwarded-Method \$request_method;
@@ -106,15 +131,18 @@ base="http://127.0.0.1:$web_port"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/pat/x")" = 401 ] || { echo "no token passed" >&2; exit 1; }
 run() { wrk -t2 -c"$CONNS" -d"${SECS}s" -H "Authorization: Bearer $token" "$base/$1/x" | awk '/Requests\/sec/ {print $2}'; }
 echo "machine: $(nproc) cores, $(uname -sr); nginx $(nginx -v 2>&1 | sed 's/.*\///'); ${SECS}s per run, $CONNS connections"
-run pat >/dev/null; run floor >/dev/null   # warm-up
-ratios=()
+run pat >/dev/null; run floor >/dev/null; run hop >/dev/null   # warm-up
+ratios=(); hops=()
 for r in $(seq "$ROUNDS"); do
-  a=$(run pat); b=$(run floor); c=$(run none)
+  a=$(run pat); b=$(run floor); c=$(run none); d=$(run hop)
   ratio=$(python3 -c "print(f'{$a / $b:.3f}')")
-  ratios+=("$ratio")
-  echo "round $r: pat $a/s, floor $b/s, none $c/s; pat/floor $ratio"
+  hop=$(python3 -c "print(f'{$a / $d:.3f}')")
+  ratios+=("$ratio"); hops+=("$hop")
+  echo "round $r: pat $a/s, floor $b/s, none $c/s, hop $d/s; pat/floor $ratio, pat/hop $hop"
 done
-echo "median pat/floor: $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}') (goal: at least 0.90)"
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+echo "median pat/floor: $(median "${ratios[@]}") (goal: at least 0.90)"
+echo "median pat/hop: $(median "${hops[@]}") (the hop alone, answered by nginx)"
 if [ "${CALLGRIND:-0}" = 1 ]; then
   command -v callgrind_control >/dev/null || { echo "valgrind not found" >&2; exit 1; }
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true

@@ -11,6 +11,10 @@
 //! Routes: `GET /whoami` (any valid token), `GET /nodes/{uuid}` (needs `node:{uuid}:r`),
 //! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`), and the admin API under
 //! `/personal-access-tokens` (each user manages their own tokens; `pat:admin` everyone's).
+//!
+//! And in a browser, `/settings/tokens`: the self-service page, behind a demo login at
+//! `/login` (user `demo`, the password printed at start as `password: <value>`; sessions
+//! in memory through tower-sessions). The page never takes a token as its login.
 //! Built with the `metrics` feature, also `GET /metrics`: tower-pat's metrics in the
 //! Prometheus text format (no token needed; serve it only where your scraper reaches it).
 
@@ -19,12 +23,15 @@ mod support;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use support::{env, limiter_from_env};
 use tower_pat::layer::node_scopes;
 use tower_pat::manage::{Actor, CreateTokenRequest, Manager};
+use tower_pat::ui::{TokenPage, User};
 use tower_pat::{AttemptLimiter, Authenticator, PatLayer, Principal, RequireScopesLayer, ScopeSet};
+use tower_sessions::{MemoryStore as SessionStore, Session, SessionManagerLayer};
 
 async fn run() -> Result<(), String> {
     // Before the authenticator is built, which registers its metrics with the recorder.
@@ -45,6 +52,7 @@ async fn run() -> Result<(), String> {
     // Follows other replicas' changes and writes uses behind, until `shutdown` below.
     tokio::spawn(auth.background());
     let manager = Manager::new(auth.clone());
+    let manager_for_page = manager.clone();
     // The demo token follows the default expiry policy, like every token: 30 days unless
     // PAT_DEMO_EXPIRE or PAT_DEMO_AUTO says otherwise, never more than 366.
     let mut demo = CreateTokenRequest::for_owner("demo").name("quickstart");
@@ -64,6 +72,8 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("could not create the demo token: {e}"))?;
     println!("token: {}", created.token.expose());
+    let password = demo_password()?;
+    println!("password: {password}");
 
     let app = Router::new()
         .route(
@@ -82,6 +92,7 @@ async fn run() -> Result<(), String> {
         ));
     #[cfg(feature = "metrics")]
     let app = app.merge(support::metrics::router(metrics));
+    let app = app.merge(self_service(manager_for_page, password));
 
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -102,6 +113,120 @@ async fn run() -> Result<(), String> {
     .await
     .map_err(|e| format!("server failed: {e}"))?;
     support::shutdown(&auth).await
+}
+
+/// The self-service page at `/settings/tokens`, behind a demo login at `/login`.
+fn self_service(manager: Manager, password: String) -> Router {
+    // Who is signed in: the session's `user`, set by the login form below.
+    let identify = |req: &http::request::Parts| {
+        let session = req.extensions.get::<Session>().cloned();
+        async move {
+            let name: String = session?.get("user").await.ok()??;
+            Some(User::new(name))
+        }
+    };
+    let page = TokenPage::new(manager, identify)
+        .with_scope(
+            "node:*".parse().expect("a scope"),
+            "Read and write every node (/nodes/…)",
+        )
+        .with_scope(
+            "pat:read".parse().expect("a scope"),
+            "See your tokens through the API",
+        )
+        .with_scope(
+            "pat:write".parse().expect("a scope"),
+            "Manage your tokens through the API",
+        );
+    let password = std::sync::Arc::new(password);
+    Router::new()
+        .nest("/settings/tokens", page.router())
+        .layer(axum::middleware::from_fn(signed_in))
+        .route("/", get(|| async { Redirect::to("/settings/tokens") }))
+        .route(
+            "/login",
+            get(login_form).post(move |session: Session, form: axum::Form<LoginForm>| {
+                login(session, form.0, password.clone())
+            }),
+        )
+        .route("/logout", axum::routing::post(logout))
+        .layer(
+            SessionManagerLayer::new(SessionStore::default())
+                .with_secure(false)
+                .with_same_site(tower_sessions::cookie::SameSite::Strict),
+        )
+}
+
+/// Sends a browser that is not signed in to the login form.
+async fn signed_in(
+    session: Session,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // The page's stylesheet and script are for the login form too.
+    if req.uri().path().starts_with("/settings/tokens/assets/") {
+        return next.run(req).await;
+    }
+    match session.get::<String>("user").await {
+        Ok(Some(_)) => next.run(req).await,
+        _ => Redirect::to("/login").into_response(),
+    }
+}
+
+const LOGIN_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · quickstart</title><link rel="stylesheet" href="/settings/tokens/assets/style.css"></head>
+<body><main><h1>Sign in</h1>ERROR
+<form class="stack" method="post" action="/login">
+<div class="field"><label for="user">User</label><input id="user" name="user" type="text" value="demo" autocomplete="username"></div>
+<div class="field"><label for="password">Password</label><p class="hint" id="password-hint">Printed by the quickstart at start: <code>password: …</code></p>
+<input id="password" name="password" type="password" autocomplete="current-password" aria-describedby="password-hint"></div>
+<div class="actions"><button class="primary" type="submit">Sign in</button></div></form></main></body></html>"#;
+
+async fn login_form() -> Html<String> {
+    Html(LOGIN_PAGE.replace("ERROR", ""))
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+}
+
+async fn login(session: Session, form: LoginForm, password: std::sync::Arc<String>) -> Response {
+    // Compared as SHA-256 digests: the time taken says nothing about the password.
+    let ok = form.user == "demo"
+        && tower_pat::SecretHash::of(&form.password) == tower_pat::SecretHash::of(&password);
+    if !ok {
+        let page = LOGIN_PAGE.replace(
+            "ERROR",
+            r#"<p class="notice error" role="alert">Wrong user or password.</p>"#,
+        );
+        return (http::StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    }
+    // A new session id at login, so a session id planted before it is worth nothing.
+    if session.cycle_id().await.is_err() || session.insert("user", "demo").await.is_err() {
+        return (http::StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+    }
+    Redirect::to("/settings/tokens").into_response()
+}
+
+async fn logout(session: Session) -> Redirect {
+    let _ = session.flush().await;
+    Redirect::to("/login")
+}
+
+/// The demo login's password: `PAT_DEMO_PASSWORD`, else 16 random characters.
+fn demo_password() -> Result<String, String> {
+    if let Some(p) = env("PAT_DEMO_PASSWORD") {
+        return Ok(p);
+    }
+    let mut bytes = [0u8; 12];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness for a password: {e}"))?;
+    Ok(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        bytes,
+    ))
 }
 
 /// Leaked-token reports per client per hour: `PAT_REVOKE_LIMIT` (default 60, `0` = no

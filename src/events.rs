@@ -155,6 +155,11 @@ pub enum EventActor {
     },
     /// Nobody: the system noticed it (a first use, an expiry, a leak report).
     System,
+    /// A user signed in to the host application, on the self-service page.
+    User {
+        /// The user's name.
+        name: String,
+    },
 }
 
 impl fmt::Display for EventActor {
@@ -163,6 +168,7 @@ impl fmt::Display for EventActor {
             EventActor::Operator => f.write_str("operator"),
             EventActor::Token { id, owner } => write!(f, "{owner} (token {id})"),
             EventActor::System => f.write_str("system"),
+            EventActor::User { name } => write!(f, "user {name}"),
         }
     }
 }

@@ -326,10 +326,10 @@ impl Manager {
         self.scopes.require(actor, Right::Write)?;
         let owner = match (&req.owner, actor) {
             (Some(o), _) => o.clone(),
-            (None, Actor::Principal(p)) => p.owner().to_string(),
-            (None, Actor::Operator) => {
-                return Err(ManageError::bad_input("owner", "the owner is required"))
-            }
+            (None, actor) => match actor.owner() {
+                Some(o) => o.to_owned(),
+                None => return Err(ManageError::bad_input("owner", "the owner is required")),
+            },
         };
         check_owner(&owner).map_err(|m| ManageError::bad_input("owner", m))?;
         if !self.scopes.owns(actor, &owner) {
@@ -373,14 +373,14 @@ impl Manager {
     /// naming the admin scope. An admin or the operator reads what `owner` names.
     fn reading(&self, actor: &Actor, owner: &mut Option<String>) -> Result<(), ManageError> {
         self.scopes.require(actor, Right::Read)?;
-        if let Actor::Principal(p) = actor {
+        if let Some(me) = actor.owner() {
             if !self.is_admin(actor) {
-                if owner.as_deref().is_some_and(|o| o != p.owner()) {
+                if owner.as_deref().is_some_and(|o| o != me) {
                     return Err(ManageError::InsufficientScope {
                         scope: self.scopes.admin.to_string(),
                     });
                 }
-                *owner = Some(p.owner().to_string());
+                *owner = Some(me.to_owned());
             }
         }
         Ok(())

@@ -20,9 +20,53 @@ pub enum Actor {
     /// `pat:write`; `pat:admin` for every owner), never more scopes than the token grants
     /// and never an end later than its own.
     Principal(Principal),
+    /// Someone signed in to the host application by its own login (the self-service
+    /// page): every right over their own tokens, over everyone's when `admin`. No token
+    /// caps what they create (the [`ExpiryPolicy`](super::ExpiryPolicy) still does),
+    /// and only an admin may grant the admin scope. Build it with [`Actor::user`].
+    User {
+        /// The signed-in user's name: the owner of the tokens they manage.
+        name: String,
+        /// Whether they manage everyone's tokens, as `pat:admin` does.
+        admin: bool,
+    },
 }
 
 impl Actor {
+    /// A user signed in to the host application (not an admin).
+    ///
+    /// ```
+    /// use tower_pat::manage::Actor;
+    ///
+    /// let alice = Actor::user("alice");
+    /// let root = Actor::user("root").with_admin(true);
+    /// # let _ = (alice, root);
+    /// ```
+    pub fn user(name: impl Into<String>) -> Self {
+        Actor::User {
+            name: name.into(),
+            admin: false,
+        }
+    }
+
+    /// This user, as an admin (`true`) or not. Leaves other actors as they are.
+    #[must_use]
+    pub fn with_admin(mut self, is_admin: bool) -> Self {
+        if let Actor::User { admin, .. } = &mut self {
+            *admin = is_admin;
+        }
+        self
+    }
+
+    /// The owner this actor acts as (`None` for the operator).
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            Actor::Operator => None,
+            Actor::Principal(p) => Some(p.owner()),
+            Actor::User { name, .. } => Some(name),
+        }
+    }
+
     /// Who this is, as events record it.
     pub(crate) fn to_event_actor(&self) -> EventActor {
         match self {
@@ -31,6 +75,7 @@ impl Actor {
                 id: *p.token_id(),
                 owner: p.owner().to_owned(),
             },
+            Actor::User { name, .. } => EventActor::User { name: name.clone() },
         }
     }
 }
@@ -92,8 +137,10 @@ impl ManagementScopes {
     /// What `actor` may do: [`Right::Admin`] for the operator, else by its token's
     /// management scopes; `None` for a token without any.
     pub(super) fn right(&self, actor: &Actor) -> Option<Right> {
-        let Actor::Principal(p) = actor else {
-            return Some(Right::Admin);
+        let p = match actor {
+            Actor::Principal(p) => p,
+            Actor::User { admin: true, .. } | Actor::Operator => return Some(Right::Admin),
+            Actor::User { .. } => return Some(Right::Write),
         };
         let m = self;
         let has = |s: &Scope| p.scopes().iter().any(|x| x == s);
@@ -136,6 +183,7 @@ impl ManagementScopes {
     pub(super) fn owns(&self, actor: &Actor, owner: &str) -> bool {
         match actor {
             Actor::Principal(p) if !self.is_admin(actor) => p.owner() == owner,
+            Actor::User { name, admin: false } => name == owner,
             _ => true,
         }
     }
@@ -147,9 +195,9 @@ impl ManagementScopes {
         actor: &Actor,
         requested: &ScopeSet,
     ) -> Result<(), ManageError> {
-        let Actor::Principal(p) = actor else {
+        if matches!(actor, Actor::Operator) {
             return Ok(());
-        };
+        }
         let admin = &self.admin;
         if !self.is_admin(actor) {
             if let Some(s) = requested.iter().find(|s| *s == admin) {
@@ -159,6 +207,9 @@ impl ManagementScopes {
                 ));
             }
         }
+        let Actor::Principal(p) = actor else {
+            return Ok(());
+        };
         if p.scopes().is_full_access() || p.scopes().iter().any(|s| *s == Scope::All) {
             return Ok(());
         }
