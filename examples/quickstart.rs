@@ -6,7 +6,9 @@
 //! `sqlite://quickstart.db`), `PAT_DEMO_SCOPES` (comma-separated; empty = full access),
 //! `PAT_DEMO_EXPIRE` (e.g. `20d`; default 30 days, the default expiry policy) or
 //! `PAT_DEMO_AUTO` (auto-refresh window in seconds), `PAT_MAX_FAILURES` (failed attempts
-//! per client before 429, default 20, `0` = off) per `PAT_FAILURE_WINDOW` (default `60s`).
+//! per client before 429, default 20, `0` = off) per `PAT_FAILURE_WINDOW` (default `60s`),
+//! `PAT_WRITE_INTERVAL` (how often a used token's last use is written, default `5s`),
+//! `PAT_DEMO_PASSWORD` (the demo login's password; default a random one).
 //!
 //! Routes: `GET /whoami` (any valid token), `GET /nodes/{uuid}` (needs `node:{uuid}:r`),
 //! `PUT /nodes/{uuid}` (needs `node:{uuid}:w`), and the admin API under
@@ -46,8 +48,14 @@ async fn run() -> Result<(), String> {
     let store = tower_pat::store::open(&store_url)
         .await
         .map_err(|e| format!("PAT_STORE_URL: {e}"))?;
+    // Uses reach the store (and the page's "last used") within PAT_WRITE_INTERVAL.
+    let write_interval = match env("PAT_WRITE_INTERVAL") {
+        Some(v) => tower_pat::parse_duration(&v).map_err(|e| format!("PAT_WRITE_INTERVAL: {e}"))?,
+        None => std::time::Duration::from_secs(5),
+    };
     let auth = Authenticator::builder(store)
         .with_attempt_limiter(limiter_from_env(20)?)
+        .with_refresh_interval(write_interval)
         .build();
     // Follows other replicas' changes and writes uses behind, until `shutdown` below.
     tokio::spawn(auth.background());
@@ -175,7 +183,8 @@ async fn signed_in(
 
 const LOGIN_PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in · quickstart</title><link rel="stylesheet" href="/settings/tokens/assets/style.css"></head>
+<title>Sign in · quickstart</title><link rel="icon" href="/settings/tokens/assets/icon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/settings/tokens/assets/style.css"></head>
 <body><main><h1>Sign in</h1>ERROR
 <form class="stack" method="post" action="/login">
 <div class="field"><label for="user">User</label><input id="user" name="user" type="text" value="demo" autocomplete="username"></div>

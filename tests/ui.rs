@@ -17,6 +17,10 @@ use tower_pat::{Authenticator, ManualClock, MemoryStore, Scope, TokenStore};
 
 const BASE: &str = "/settings/tokens";
 
+/// A form field, and a form.
+type Field<'a> = (&'a str, &'a str);
+type Fields<'a> = Vec<Field<'a>>;
+
 struct Setup {
     app: Router,
     auth: Authenticator,
@@ -395,7 +399,7 @@ async fn forged_posts_are_403_and_change_nothing() {
     ];
     // No form token; a wrong one; a cross-site and a same-site (other origin) request
     // with the right one; a foreign Origin; an opaque Origin.
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<(Fields, Fields)> = vec![
         (
             vec![("name", "evil"), ("full_access", "1"), ("expiry", "7")],
             vec![],
@@ -449,7 +453,7 @@ async fn form_errors_are_shown_next_to_their_fields_and_nothing_is_made() {
     let s = setup();
     let mut b = Browser::new(&s, "alice");
     let csrf = b.get("/new").await.csrf();
-    let cases: [(&[(&str, &str)], &str, &str); 7] = [
+    let cases: [(&[Field], &str, &str); 7] = [
         (
             &[("name", ""), ("full_access", "1"), ("expiry", "7")],
             "name-error",

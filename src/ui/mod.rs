@@ -29,8 +29,9 @@
 //!
 //! **What it protects.** Every form that changes something carries a token bound to the
 //! browser (a random `pat_ui` cookie, `HttpOnly`, `SameSite=Strict`) and to the user, and
-//! a request whose `Sec-Fetch-Site` is not `same-origin`, or whose `Origin` names another
-//! host, is refused with 403 before anything is read. Every page is sent with a strict
+//! a request whose `Sec-Fetch-Site` is not `same-origin` (or, from a browser too old to
+//! send it, whose `Origin` names another host) is refused with 403 before anything
+//! changes. Every page is sent with a strict
 //! `Content-Security-Policy` (scripts and styles only from the page's own two files, no
 //! inline script), `frame-ancestors 'none'` and `X-Frame-Options: DENY`,
 //! `Referrer-Policy: no-referrer` and `Cache-Control: no-store`. A new token is shown on
@@ -173,7 +174,7 @@ impl<I: Identify> TokenPage<I> {
     /// The routes, to mount with [`Router::nest`] where the host likes (e.g.
     /// `/settings/tokens`). Relative to the mount point: `/` (the list), `/new`,
     /// `/shown/{slot}`, `/{id}`, `/{id}/rotate`, `/{id}/disable`, `/{id}/enable`,
-    /// `/{id}/revoke`, and `/assets/style.css` and `/assets/page.js`.
+    /// `/{id}/revoke`, and `/assets/style.css`, `/assets/page.js` and `/assets/icon.svg`.
     pub fn router(self) -> Router {
         let mut key = [0u8; 32];
         // Without randomness no form could be trusted: refuse them all (a key of zeros
@@ -192,6 +193,7 @@ impl<I: Identify> TokenPage<I> {
             .route("/shown/{slot}", get(shown::<I>))
             .route("/assets/style.css", get(style))
             .route("/assets/page.js", get(script))
+            .route("/assets/icon.svg", get(icon))
             .route("/{id}", get(detail::<I>))
             .route("/{id}/rotate", axum::routing::post(rotate::<I>))
             .route("/{id}/disable", axum::routing::post(disable::<I>))
@@ -475,24 +477,29 @@ fn browser_cookie(headers: &HeaderMap) -> Option<[u8; 32]> {
     found
 }
 
-/// The browser's own word on where a form came from: `Sec-Fetch-Site` must be
-/// `same-origin` when sent, and `Origin`, when sent, must name this host.
+/// The browser's own word on where a form came from. `Sec-Fetch-Site`, which every
+/// current browser sends, must be `same-origin`; then `Origin` may be `null` (what a
+/// browser sends for a form posted from a page with `Referrer-Policy: no-referrer`, as
+/// these pages are), else it must name this host. Without `Sec-Fetch-Site` (an older
+/// browser), an `Origin`, when sent, must name this host.
 fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if site.as_bytes() != b"same-origin" {
-            return false;
-        }
+    let fetch_site = headers.get("sec-fetch-site");
+    if fetch_site.is_some_and(|s| s.as_bytes() != b"same-origin") {
+        return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    if origin.as_bytes() == b"null" {
+        return fetch_site.is_some();
+    }
     let Some(authority) = origin
         .to_str()
         .ok()
         .and_then(|o| o.split_once("://"))
         .map(|(_, a)| a)
     else {
-        return false; // `null`, or not a URL
+        return false;
     };
     ["x-forwarded-host", "host"].iter().any(|name| {
         headers
@@ -733,9 +740,11 @@ async fn detail<I: Identify>(
         Ok(v) => v,
         Err(e) => return failure(&ctx, &e),
     };
-    let mut q = EventQuery::default();
-    q.token_id = Some(view.id);
-    q.page_size = 50;
+    let q = EventQuery {
+        token_id: Some(view.id),
+        page_size: 50,
+        ..EventQuery::default()
+    };
     let events = m.events(&actor, q).await.ok();
     let params = Form::parse(parts.uri.query().unwrap_or_default().as_bytes());
     let flash = Flash::from_query(params.one("done"));
@@ -767,8 +776,10 @@ async fn rotate<I: Identify>(
         .map(str::trim)
         .filter(|g| !g.is_empty() && *g != "0")
         .map(str::to_owned);
-    let mut request = RotateRequest::default();
-    request.grace = grace;
+    let request = RotateRequest {
+        grace,
+        ..RotateRequest::default()
+    };
     match ui.manager(&ctx).rotate(&ctx.actor(), &id, request).await {
         Ok(issued) => match ui.keep(&ctx, issued, true) {
             Some(slot) => ctx.see_other(&format!("/shown/{slot}")),
@@ -847,6 +858,10 @@ async fn revoke<I: Identify>(
 
 async fn style() -> Response {
     asset("text/css; charset=utf-8", include_str!("style.css"))
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", include_str!("icon.svg"))
 }
 
 async fn script() -> Response {

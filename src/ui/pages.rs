@@ -87,6 +87,7 @@ fn page(ctx: Option<&Ctx>, status: StatusCode, title: &str, body: Markup) -> Res
                 meta name="referrer" content="no-referrer";
                 title { (title) " · Personal access tokens" }
                 @if ctx.is_some() {
+                    link rel="icon" href={ (base) "/assets/icon.svg" } type="image/svg+xml";
                     link rel="stylesheet" href={ (base) "/assets/style.css" };
                     script src={ (base) "/assets/page.js" } defer {}
                 }
@@ -403,8 +404,10 @@ impl CreateForm {
         catalogue: &[(Scope, String)],
         errors: &mut FieldErrors,
     ) -> Option<CreateTokenRequest> {
-        let mut req = CreateTokenRequest::default();
-        req.name = self.name.trim().to_owned();
+        let mut req = CreateTokenRequest {
+            name: self.name.trim().to_owned(),
+            ..CreateTokenRequest::default()
+        };
         if req.name.is_empty() {
             errors.set(
                 "name",
