@@ -79,9 +79,16 @@ async fn run() -> Result<(), String> {
         .create(&Actor::Operator, demo)
         .await
         .map_err(|e| format!("could not create the demo token: {e}"))?;
-    println!("token: {}", created.token.expose());
     let password = demo_password()?;
-    println!("password: {password}");
+    // Written whatever reads them: a reader that stops after the first line (a script's
+    // `head -1`) does not stop the server.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "token: {}", created.token.expose());
+        let _ = writeln!(out, "password: {password}");
+        let _ = out.flush();
+    }
 
     let app = Router::new()
         .route(
