@@ -522,3 +522,90 @@ async fn the_same_rules_through_the_library() {
         .unwrap_err();
     assert!(matches!(err, ManageError::PreconditionFailed { current } if current == v));
 }
+
+/// A user signed in to the host application (the self-service page's actor): their own
+/// tokens only, no admin scope to grant, everyone's as an admin; the policy still caps.
+#[tokio::test]
+async fn a_signed_in_user_manages_their_own_tokens_and_an_admin_everyones() {
+    let e = env();
+    let m = &e.manager;
+    let alice = Actor::user("alice");
+    let (_, bobs) = issue(&e, "bob", &[], "1d").await;
+    // Without an owner, the user's own; naming another owner needs the admin right.
+    let mine = m
+        .create(&alice, CreateTokenRequest::default().name("x").expire("1d"))
+        .await
+        .unwrap();
+    assert_eq!(mine.view.owner, "alice");
+    let err = m
+        .create(
+            &alice,
+            CreateTokenRequest::for_owner("bob").name("x").expire("1d"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ManageError::InsufficientScope { ref scope } if scope == "pat:admin"),
+        "{err}"
+    );
+    let err = m
+        .create(
+            &alice,
+            CreateTokenRequest::default()
+                .name("x")
+                .scope("pat:admin")
+                .expire("1d"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManageError::Forbidden { .. }), "{err}");
+    // The policy is the cap: no token of theirs, but no 400-day token either.
+    let err = m
+        .create(
+            &alice,
+            CreateTokenRequest::default().name("x").expire("400d"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManageError::Policy { .. }), "{err}");
+    // Another owner's token is not there for them; their listing is their own.
+    assert!(matches!(
+        m.get(&alice, &bobs).await,
+        Err(ManageError::NotFound { .. })
+    ));
+    assert!(matches!(
+        m.delete(&alice, &bobs).await,
+        Err(ManageError::NotFound { .. })
+    ));
+    let page = m
+        .list(&alice, tower_pat::store::ListQuery::new())
+        .await
+        .unwrap();
+    assert!(page.items.iter().all(|t| t.owner == "alice"));
+    assert!(m
+        .list(&alice, tower_pat::store::ListQuery::new().owner("bob"))
+        .await
+        .is_err());
+    // An admin user: everyone's, and the admin scope.
+    let root = Actor::user("root").with_admin(true);
+    assert!(m.is_admin(&root) && !m.is_admin(&alice));
+    m.get(&root, &bobs).await.unwrap();
+    let granted = m
+        .create(
+            &root,
+            CreateTokenRequest::for_owner("bob")
+                .name("ops")
+                .scope("pat:admin")
+                .expire("1d"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(granted.view.owner, "bob");
+    m.delete(&root, &bobs).await.unwrap();
+    assert!(e
+        .store
+        .get(&bobs.parse::<TokenId>().unwrap())
+        .await
+        .unwrap()
+        .is_none());
+}

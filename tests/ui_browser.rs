@@ -398,6 +398,46 @@ fn attacker(action: String, fields: Vec<(String, String)>) -> (u16, std::thread:
     (port, handle)
 }
 
+/// A new Chromium session with its own profile, and `extra` arguments.
+fn session(
+    driver: SocketAddr,
+    chromium: &Path,
+    profile: &Path,
+    extra: &[&str],
+    shots: &Path,
+) -> Driver {
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--window-size=1280,900".into(),
+        "--no-first-run".into(),
+        "--password-store=basic".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let caps = json!({ "capabilities": { "alwaysMatch": {
+        "browserName": "chrome",
+        "goog:loggingPrefs": { "browser": "ALL" },
+        "goog:chromeOptions": { "binary": chromium, "args": args },
+    } } });
+    let (status, text) = http(
+        "POST",
+        driver,
+        "/session",
+        &[("Content-Type", "application/json")],
+        &caps.to_string(),
+    );
+    assert_eq!(status, 200, "a Chromium session: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    Driver {
+        addr: driver,
+        session: v["value"]["sessionId"].as_str().unwrap().to_owned(),
+        shots: shots.to_owned(),
+    }
+}
+
 fn whoami(addr: SocketAddr, token: &str) -> u16 {
     http(
         "GET",
@@ -433,30 +473,13 @@ fn the_page_in_real_chromium() {
     wait_for_port(port, "chromedriver");
     let driver_addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let profile = tempfile::tempdir().unwrap();
-    let caps = json!({ "capabilities": { "alwaysMatch": {
-        "browserName": "chrome",
-        "goog:loggingPrefs": { "browser": "ALL" },
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,900", "--no-first-run", "--password-store=basic",
-                     format!("--user-data-dir={}", profile.path().display())],
-        },
-    } } });
-    let (status, text) = http(
-        "POST",
+    let b = session(
         driver_addr,
-        "/session",
-        &[("Content-Type", "application/json")],
-        &caps.to_string(),
+        &chromium,
+        &profile.path().join("light"),
+        &[],
+        &shots,
     );
-    assert_eq!(status, 200, "a Chromium session: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let b = Driver {
-        addr: driver_addr,
-        session: v["value"]["sessionId"].as_str().unwrap().to_owned(),
-        shots: shots.clone(),
-    };
     let site = format!("http://{addr}");
     let mut pages_checked = Vec::new();
     let mut check_page = |b: &Driver, name: &str| {
@@ -637,8 +660,84 @@ fn the_page_in_real_chromium() {
         "the form is wider than a phone: {overflow}"
     );
     b.screenshot("create-phone.png");
+    drop(b);
+
+    // Dark mode, for a browser that prefers it; and the keyboard alone, from the login
+    // to a new token.
+    let dark = session(
+        driver_addr,
+        &chromium,
+        &profile.path().join("dark"),
+        &["--force-dark-mode"],
+        &shots,
+    );
+    dark.go(&format!("{site}/login"));
+    let background = dark.js("return getComputedStyle(document.body).backgroundColor;");
+    assert_eq!(background, json!("rgb(13, 17, 23)"), "the dark palette");
+    let keys = |text: &str| {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({ "type": "keyDown", "value": c.to_string() }),
+                    json!({ "type": "keyUp", "value": c.to_string() }),
+                ]
+            })
+            .collect();
+        dark.call(
+            "POST",
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        );
+    };
+    const TAB: &str = "\u{E004}";
+    const ENTER: &str = "\u{E007}";
+    let focused =
+        || dark.js("return document.activeElement.id || document.activeElement.textContent;");
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The login form: the password field, then Enter.
+    dark.js("document.getElementById('password').focus();");
+    keys(&password);
+    keys(ENTER);
+    wait("no login by keyboard", &|| {
+        dark.url().ends_with("/settings/tokens")
+    });
+    // From the top of the list, Tab reaches the brand link, then "Generate new token",
+    // with a visible focus ring.
+    dark.js("document.activeElement.blur();");
+    keys(TAB);
+    keys(TAB);
+    assert_eq!(focused(), json!("Generate new token"));
+    let outline = dark.js("return getComputedStyle(document.activeElement).outlineStyle;");
+    assert_eq!(outline, json!("solid"), "focus is visible");
+    keys(ENTER);
+    wait("no create form by keyboard", &|| {
+        dark.url().ends_with("/new")
+    });
+    // Name, Tab to "Full access", Space to tick it, Enter to send.
+    dark.js("document.getElementById('name').focus();");
+    keys("keyboard only");
+    keys(TAB);
+    assert_eq!(focused(), json!("full_access"));
+    keys(" ");
+    keys(ENTER);
+    wait("no token by keyboard", &|| dark.url().contains("/shown/"));
+    assert_eq!(whoami(addr, &dark.value("#token")), 200);
+    dark.screenshot("show-once-dark.png");
+    let errors: Vec<_> = dark
+        .console()
+        .into_iter()
+        .filter(|(l, _)| l == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "dark: console errors: {errors:#?}");
     eprintln!(
-        "checked {pages_checked:?}; screenshots in {}",
+        "checked {pages_checked:?}, then dark mode and the keyboard; screenshots in {}",
         shots.display()
     );
 }
