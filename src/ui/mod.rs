@@ -251,6 +251,8 @@ pub(crate) struct Ctx {
     /// A new browser cookie to set, when the request had none.
     set_cookie: Option<HeaderValue>,
     origin: Origin,
+    /// The manager's clock at the start of the request.
+    pub(crate) now: time::OffsetDateTime,
 }
 
 impl Ctx {
@@ -334,6 +336,7 @@ impl<I: Identify> Ui<I> {
             browser,
             set_cookie,
             origin: Origin::new(client, user_agent),
+            now: self.manager.authenticator().clock().now(),
         })
     }
 

@@ -146,6 +146,11 @@ fn date(t: OffsetDateTime) -> String {
     )
 }
 
+/// `YYYY-MM-DD` of `t` in UTC, as a date input takes it.
+fn day(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).date().to_string()
+}
+
 /// "in 5 days", "3 hours ago", "just now".
 pub(super) fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
     let secs = (t - now).whole_seconds();
@@ -574,7 +579,8 @@ pub(super) fn create(
                     input #exp-date type="radio" name="expiry" value="date" checked[f.expiry == "date"];
                     label for="exp-date" { "On a date" }
                     label.visually-hidden for="date" { "Expiry date" }
-                    input #date type="date" name="date" value=(f.date);
+                    input #date type="date" name="date" value=(f.date) min=(day(ctx.now))
+                        max=[policy.max_lifetime.map(|m| day(crate::clock::add(ctx.now, m.saturating_sub(std::time::Duration::from_secs(86_400)))))];
                 }
                 div.choice {
                     input #exp-auto type="radio" name="expiry" value="auto" checked[f.expiry == "auto"];
