@@ -62,12 +62,14 @@
 //!    answer refusals ([`Rejection`]).
 //!
 //! Then the lifecycle: [`manage`] (create, list, patch, rotate, delete, with rights), its
-//! REST router `admin` (feature `admin`) and the `pat` CLI (feature `cli`).
+//! REST router `admin` (feature `admin`), the users' own page `ui` (feature `ui`), the
+//! `pat` CLI (feature `cli`) and `pat serve` for reverse proxies (`server`, feature
+//! `server`).
 //!
 //! # Stable API
 //!
 //! The items re-exported at the crate root and the public modules [`store`], [`manage`],
-//! [`layer`], [`credentials`] and `admin` are the API; everything else is private. Until
+//! [`layer`], [`credentials`], `admin`, `ui` and `server` are the API; everything else is private. Until
 //! 1.0, a breaking change to them is listed in the CHANGELOG section of the README. Enum
 //! and struct types marked `#[non_exhaustive]` may grow.
 //!
@@ -80,7 +82,9 @@
 //! | `postgres` | no | the PostgreSQL store |
 //! | `redis` | no | the Redis store |
 //! | `admin` | yes | the `/personal-access-tokens` REST router with its OpenAPI document |
+//! | `ui` | yes | the self-service token page (`ui::router`), maud templates |
 //! | `cli` | no | the `pat` command line tool |
+//! | `server` | no | `pat serve` and `server`: forward auth for reverse proxies |
 //! | `prefetch` | no | a CPU prefetch hint on the cached path (x86_64): the crate's only `unsafe` code; without it the crate forbids `unsafe` |
 //! | `metrics` | no | counters, gauges and histograms through the [`metrics`](https://docs.rs/metrics) facade (`describe_metrics` lists them); without it no metric code is compiled |
 #![cfg_attr(docsrs, feature(doc_cfg))]
