@@ -530,7 +530,11 @@ async fn form_errors_are_shown_next_to_their_fields_and_nothing_is_made() {
     // The date picker offers only days the policy allows: from today to 365 days on.
     let today = s.auth.clock().now().date();
     let last = today + time::Duration::days(365);
-    assert!(r.body.contains(&format!("min=\"{today}\" max=\"{last}\"")), "{}", r.body);
+    assert!(
+        r.body.contains(&format!("min=\"{today}\" max=\"{last}\"")),
+        "{}",
+        r.body
+    );
     let r = b
         .post(
             "/new",
