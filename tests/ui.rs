@@ -250,7 +250,7 @@ async fn nobody_signed_in_is_401_and_a_token_is_no_login() {
 }
 
 #[tokio::test]
-async fn every_page_has_the_security_headers_and_the_cookie_is_strict() {
+async fn every_page_has_the_security_headers_and_the_cookie_is_http_only_and_same_site() {
     let s = setup();
     let mut b = Browser::new(&s, "alice");
     let (id, _) = b.create("ci", "repo:read").await;
@@ -263,7 +263,7 @@ async fn every_page_has_the_security_headers_and_the_cookie_is_strict() {
         .to_str()
         .unwrap()
         .to_owned();
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/settings/tokens"] {
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/settings/tokens"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
     for path in [
@@ -849,4 +849,132 @@ async fn odd_input_gets_a_page_not_a_panic() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(count(&s.store).await, 1);
+}
+
+#[tokio::test]
+async fn one_user_making_many_tokens_does_not_push_out_anothers_waiting_one() {
+    let s = setup();
+    let mut alice = Browser::new(&s, "alice");
+    let csrf = alice.get("/new").await.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "x"),
+        ("full_access", "1"),
+        ("expiry", "7"),
+    ];
+    let waiting = alice
+        .post("/new", &form)
+        .await
+        .location()
+        .strip_prefix(BASE)
+        .unwrap()
+        .to_owned();
+    let mut mallory = Browser::new(&s, "mallory");
+    let csrf = mallory.get("/new").await.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "x"),
+        ("full_access", "1"),
+        ("expiry", "7"),
+    ];
+    let mut slots = Vec::new();
+    for _ in 0..1100 {
+        slots.push(
+            mallory
+                .post("/new", &form)
+                .await
+                .location()
+                .strip_prefix(BASE)
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert!(
+        alice.get(&waiting).await.token().is_some(),
+        "alice's token still waits"
+    );
+    // Mallory's own: only the newest 8 still wait.
+    assert!(mallory.get(&slots[0]).await.token().is_none());
+    assert!(mallory.get(&slots[1099]).await.token().is_some());
+    assert!(mallory.get(&slots[1092]).await.token().is_some());
+    assert!(mallory.get(&slots[1091]).await.token().is_none());
+}
+
+#[tokio::test]
+async fn rotation_takes_only_the_grace_periods_offered() {
+    let s = setup();
+    let mut b = Browser::new(&s, "alice");
+    let (id, token) = b.create("ci", "repo:read").await;
+    let csrf = b.get(&format!("/{id}")).await.csrf();
+    for grace in ["999999999999w", "2h", "-1", "1h "] {
+        let r = b
+            .post(
+                &format!("/{id}/rotate"),
+                &[("csrf", &csrf), ("grace", grace)],
+            )
+            .await;
+        if grace == "1h " {
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{grace:?} is 1h, trimmed");
+            continue;
+        }
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{grace}");
+        assert!(r.body.contains("grace periods offered"));
+        s.auth
+            .authenticate(token.as_str())
+            .await
+            .expect("not rotated");
+    }
+}
+
+#[tokio::test]
+async fn a_user_name_that_cannot_own_tokens_is_said_at_the_top_of_the_form() {
+    let s = setup();
+    let mut b = Browser::new(&s, "corp:alice");
+    let csrf = b.get("/new").await.csrf();
+    let r = b
+        .post(
+            "/new",
+            &[
+                ("csrf", &csrf),
+                ("name", "x"),
+                ("full_access", "1"),
+                ("expiry", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("Your user name cannot own tokens here"),
+        "{}",
+        r.body
+    );
+    assert_eq!(count(&s.store).await, 0);
+}
+
+#[tokio::test]
+async fn the_browsers_own_same_origin_word_is_enough_and_a_page_past_the_end_says_so() {
+    let s = setup();
+    let mut b = Browser::new(&s, "alice");
+    let csrf = b.get("/new").await.csrf();
+    // Over HTTP/2 there is no Host header, and a proxy may rewrite it: a same-origin
+    // form from the browser still counts.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "x"),
+        ("full_access", "1"),
+        ("expiry", "7"),
+    ];
+    let r = b
+        .post_with(
+            "/new",
+            &form,
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "https://public.example"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = b.get("?page=7").await;
+    assert!(r.body.contains("Nothing on this page"), "{}", r.body);
 }

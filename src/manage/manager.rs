@@ -90,6 +90,10 @@ impl Fields {
 ///   as a child of one that has;
 /// - *rotation keeps the end*: the new secret or id has the old token's expiry.
 ///
+/// **Rights of a signed-in user** ([`Actor::User`], the self-service page's actor): write
+/// over their own tokens, over everyone's when the host marks them as an admin; no token
+/// caps their scopes or ends, and only an admin grants the admin scope.
+///
 /// The [`ExpiryPolicy`] (30 days by default, at most 366, "never" only where allowed)
 /// applies to everyone, [`Actor::Operator`] included; the operator has every right.
 ///

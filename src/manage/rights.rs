@@ -180,6 +180,8 @@ impl ManagementScopes {
         })
     }
 
+    /// Whether `actor` may act on `owner`'s tokens: an admin (or the operator) on
+    /// everyone's, a token holder or a signed-in user on their own.
     pub(super) fn owns(&self, actor: &Actor, owner: &str) -> bool {
         match actor {
             Actor::Principal(p) if !self.is_admin(actor) => p.owner() == owner,
@@ -188,8 +190,8 @@ impl ManagementScopes {
         }
     }
 
-    /// Refuses scopes the actor's own token does not grant, and the admin scope to
-    /// non-admins.
+    /// Refuses scopes the actor's own token does not grant (a signed-in user has no
+    /// token to cap them), and the admin scope to non-admins.
     pub(super) fn check_grant(
         &self,
         actor: &Actor,

@@ -28,16 +28,18 @@
 //! token made here, and its limits are shown on the form.
 //!
 //! **What it protects.** Every form that changes something carries a token bound to the
-//! browser (a random `pat_ui` cookie, `HttpOnly`, `SameSite=Strict`) and to the user, and
+//! browser (a random `pat_ui` cookie, `HttpOnly`, `SameSite=Lax`) and to the user, and
 //! a request whose `Sec-Fetch-Site` is not `same-origin` (or, from a browser too old to
 //! send it, whose `Origin` names another host) is refused with 403 before anything
 //! changes. Every page is sent with a strict
 //! `Content-Security-Policy` (scripts and styles only from the page's own two files, no
 //! inline script), `frame-ancestors 'none'` and `X-Frame-Options: DENY`,
 //! `Referrer-Policy: no-referrer` and `Cache-Control: no-store`. A new token is shown on
-//! a page of its own, once: it is kept in memory for at most ten minutes until that page
-//! is opened, bound to the browser and the user, then forgotten, so a reload or the back
-//! button shows that it was already shown. It never appears in a URL.
+//! a page of its own, once: it waits in memory, bound to the browser and the user, until
+//! that page is opened or ten minutes have passed (it is then dropped at the next visit
+//! to the page), at most 8 per user; a reload or the back button shows that it was
+//! already shown. It never appears in a URL. Opening that page is the one change a `GET`
+//! makes, so it is never linked from anywhere a prefetcher could follow.
 //!
 //! With several replicas behind a load balancer, send a browser to the same replica
 //! between creating a token and seeing it (sticky sessions), since the show-once step is
@@ -151,6 +153,7 @@ pub struct TokenPage<I> {
     manager: Manager,
     identify: I,
     catalogue: Vec<(Scope, String)>,
+    secure_cookie: bool,
 }
 
 impl<I: Identify> TokenPage<I> {
@@ -161,7 +164,17 @@ impl<I: Identify> TokenPage<I> {
             manager,
             identify,
             catalogue: Vec::new(),
+            secure_cookie: false,
         }
+    }
+
+    /// Marks the page's cookie `Secure` always (`true`), not only when a request shows
+    /// HTTPS (`X-Forwarded-Proto: https`, an `https` origin or URI). Turn it on when
+    /// the page is served over HTTPS only.
+    #[must_use]
+    pub fn with_secure_cookie(mut self, always: bool) -> Self {
+        self.secure_cookie = always;
+        self
     }
 
     /// Offers `scope` on the create form, as a checkbox with `description`.
@@ -184,6 +197,7 @@ impl<I: Identify> TokenPage<I> {
             manager: self.manager,
             identify: self.identify,
             catalogue: self.catalogue,
+            secure_cookie: self.secure_cookie,
             key,
             shown: Mutex::new(VecDeque::new()),
         });
@@ -213,6 +227,8 @@ pub fn router<I: Identify>(manager: Manager, identify: I) -> Router {
 const SHOWN_TTL: Duration = Duration::from_secs(600);
 /// New tokens waiting at most; the oldest is dropped beyond.
 const SHOWN_MAX: usize = 1024;
+/// New tokens of one user waiting at most; their oldest is dropped beyond.
+const PER_USER: usize = 8;
 /// Spent slots remembered, to say "already shown" on a reload.
 const SPENT_MAX: usize = 4096;
 /// The browser cookie that binds forms and show-once pages to one browser.
@@ -224,6 +240,7 @@ struct Ui<I> {
     manager: Manager,
     identify: I,
     catalogue: Vec<(Scope, String)>,
+    secure_cookie: bool,
     /// Keys the forms' tokens; `None` if the system had no randomness at start.
     key: Option<[u8; 32]>,
     shown: Mutex<VecDeque<Slot>>,
@@ -310,9 +327,9 @@ impl<I: Identify> Ui<I> {
                         "The server could not make a session for this page; try again in a moment.",
                     ));
                 }
-                let secure = is_https(parts);
+                let secure = self.secure_cookie || is_https(parts);
                 let cookie = format!(
-                    "{COOKIE}={}; Path={}; HttpOnly; SameSite=Strict{}",
+                    "{COOKIE}={}; Path={}; HttpOnly; SameSite=Lax{}",
                     hex(&b),
                     if base.is_empty() { "/" } else { &base },
                     if secure { "; Secure" } else { "" }
@@ -321,6 +338,10 @@ impl<I: Identify> Ui<I> {
             }
         };
         let csrf = self.csrf_for(&browser, &user.name);
+        forget_stale(
+            &mut self.shown.lock().unwrap_or_else(|e| e.into_inner()),
+            Instant::now(),
+        );
         let client = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -352,7 +373,7 @@ impl<I: Identify> Ui<I> {
     /// Whether a state-changing request comes from this page: same origin by the
     /// browser's own headers, from a browser that had the cookie, with its form token.
     fn csrf_ok(&self, parts: &Parts, ctx: &Ctx, form: &Form) -> bool {
-        if self.key.is_none() || ctx.set_cookie.is_some() || !same_origin(&parts.headers) {
+        if self.key.is_none() || ctx.set_cookie.is_some() || !same_origin(parts) {
             return false;
         }
         let sent = form.one("csrf").unwrap_or_default();
@@ -370,10 +391,13 @@ impl<I: Identify> Ui<I> {
         let id = hex(&id);
         let mut slots = self.shown.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        // Forget tokens waiting too long, and spent slots beyond the limit.
-        for s in slots.iter_mut() {
-            if s.issued.is_some() && now.duration_since(s.at) > SHOWN_TTL {
-                s.issued = None;
+        forget_stale(&mut slots, now);
+        // A user has at most PER_USER tokens waiting (their oldest goes first), so no
+        // user can push another's out by making many.
+        let mine = |s: &&mut Slot| s.issued.is_some() && s.user == ctx.user.name;
+        if slots.iter_mut().filter(mine).count() >= PER_USER {
+            if let Some(oldest) = slots.iter_mut().find(mine) {
+                oldest.issued = None;
             }
         }
         while slots.iter().filter(|s| s.issued.is_some()).count() >= SHOWN_MAX
@@ -408,6 +432,15 @@ impl<I: Identify> Ui<I> {
         match s.issued.take() {
             Some(i) if s.at.elapsed() <= SHOWN_TTL => Ok((i, s.rotated)),
             _ => Err(Some(s.token_id.clone())),
+        }
+    }
+}
+
+/// Forgets the tokens that waited longer than [`SHOWN_TTL`] for their page.
+fn forget_stale(slots: &mut VecDeque<Slot>, now: Instant) {
+    for s in slots.iter_mut() {
+        if s.issued.is_some() && now.duration_since(s.at) > SHOWN_TTL {
+            s.issued = None;
         }
     }
 }
@@ -481,35 +514,31 @@ fn browser_cookie(headers: &HeaderMap) -> Option<[u8; 32]> {
 }
 
 /// The browser's own word on where a form came from. `Sec-Fetch-Site`, which every
-/// current browser sends, must be `same-origin`; then `Origin` may be `null` (what a
-/// browser sends for a form posted from a page with `Referrer-Policy: no-referrer`, as
-/// these pages are), else it must name this host. Without `Sec-Fetch-Site` (an older
-/// browser), an `Origin`, when sent, must name this host.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let fetch_site = headers.get("sec-fetch-site");
-    if fetch_site.is_some_and(|s| s.as_bytes() != b"same-origin") {
-        return false;
+/// current browser sends, must be `same-origin` (its `Origin` may then be `null`, as a
+/// browser sends for a form posted from a page with `Referrer-Policy: no-referrer`).
+/// Without it (an older browser), an `Origin`, when sent, must name this host: the
+/// request's authority, `Host` or `X-Forwarded-Host`.
+fn same_origin(parts: &Parts) -> bool {
+    let headers = &parts.headers;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    if origin.as_bytes() == b"null" {
-        return fetch_site.is_some();
-    }
     let Some(authority) = origin
         .to_str()
         .ok()
         .and_then(|o| o.split_once("://"))
         .map(|(_, a)| a)
     else {
-        return false;
+        return false; // `null`, or not a URL
     };
-    ["x-forwarded-host", "host"].iter().any(|name| {
-        headers
-            .get(*name)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| h.eq_ignore_ascii_case(authority))
-    })
+    let named = |h: Option<&str>| h.is_some_and(|h| h.eq_ignore_ascii_case(authority));
+    named(parts.uri.authority().map(|a| a.as_str()))
+        || ["x-forwarded-host", "host"]
+            .iter()
+            .any(|name| named(headers.get(*name).and_then(|h| h.to_str().ok())))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -683,6 +712,24 @@ async fn create<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Resp
             ),
         },
         Err(e) => match pages::FieldErrors::field_of(&e) {
+            // Only admins see the owner field: a user's own name is at fault.
+            Some("owner") if !ctx.user.admin => {
+                errors.set(
+                    "form",
+                    format!(
+                        "Your user name cannot own tokens here: {}",
+                        pages::sentence(&message_of(&e))
+                    ),
+                );
+                ctx.finish(pages::create(
+                    &ctx,
+                    &ui.catalogue,
+                    ui.manager.policy(),
+                    &filled,
+                    &errors,
+                    StatusCode::BAD_REQUEST,
+                ))
+            }
             Some(field) => {
                 errors.set(field, pages::sentence(&message_of(&e)));
                 ctx.finish(pages::create(
@@ -774,11 +821,17 @@ async fn rotate<I: Identify>(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let grace = form
-        .one("grace")
-        .map(str::trim)
-        .filter(|g| !g.is_empty() && *g != "0")
-        .map(str::to_owned);
+    // Only the grace periods the form offers.
+    let grace = match form.one("grace").map(str::trim).unwrap_or("0") {
+        "0" | "" => None,
+        g if pages::GRACES.iter().any(|(v, _)| *v == g) => Some(g.to_owned()),
+        _ => {
+            return failure(
+                &ctx,
+                &ManageError::bad_input("grace", "choose one of the grace periods offered"),
+            )
+        }
+    };
     let request = RotateRequest {
         grace,
         ..RotateRequest::default()

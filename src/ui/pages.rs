@@ -29,7 +29,7 @@ const WINDOWS: [(u64, &str); 4] = [
 ];
 
 /// Grace periods offered on rotation: (value, words).
-const GRACES: [(&str, &str); 4] = [
+pub(super) const GRACES: [(&str, &str); 4] = [
     ("0", "none: the old secret stops at once"),
     ("1h", "1 hour"),
     ("1d", "1 day"),
@@ -263,7 +263,9 @@ pub(super) fn list(
                 button type="submit" { "Filter" }
             }
         }
-        @if page_items.items.is_empty() {
+        @if page_items.items.is_empty() && number > 1 {
+            p.empty { "Nothing on this page. " a href=(ctx.home()) { "Back to the first page." } }
+        } @else if page_items.items.is_empty() {
             p.empty { "No tokens yet. " a href={ (base) "/new" } { "Generate your first one." } }
         } @else {
             div.table-wrap {
@@ -498,12 +500,22 @@ fn described(errors: &FieldErrors, field: &str, hint: &str) -> String {
     }
 }
 
+/// "366 days", "12 hours", "30 minutes".
+fn lifetime_words(secs: u64) -> String {
+    let (n, unit) = match secs {
+        s if s >= 86_400 => (s / 86_400, "day"),
+        s if s >= 3_600 => (s / 3_600, "hour"),
+        s => (s.div_ceil(60), "minute"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 fn policy_text(policy: &ExpiryPolicy) -> String {
     let mut parts = Vec::new();
     match policy.max_lifetime {
         Some(m) => parts.push(format!(
-            "Tokens on this server live at most {} days.",
-            m.as_secs() / 86_400
+            "Tokens on this server live at most {}.",
+            lifetime_words(m.as_secs())
         )),
         None => parts.push("This server sets no maximum lifetime.".to_owned()),
     }
@@ -525,7 +537,9 @@ pub(super) fn create(
     let checked = |s: &Scope| f.checked.iter().any(|c| *c == s.to_string());
     let body = html! {
         h1 { "Generate a new token" }
-        @if !errors.is_empty() {
+        @if let Some(e) = errors.get("form") {
+            p.notice.error role="alert" { "The token was not made. " (e) }
+        } @else if !errors.is_empty() {
             p.notice.error role="alert" { "The token was not made: see the fields marked below." }
         }
         form.stack method="post" action={ (base) "/new" } novalidate {
@@ -577,7 +591,7 @@ pub(super) fn create(
                 }
                 div.choice {
                     input #exp-date type="radio" name="expiry" value="date" checked[f.expiry == "date"];
-                    label for="exp-date" { "On a date" }
+                    label for="exp-date" { "On a date (the end of that day, UTC)" }
                     label.visually-hidden for="date" { "Expiry date" }
                     input #date type="date" name="date" value=(f.date) min=(day(ctx.now))
                         max=[policy.max_lifetime.map(|m| day(crate::clock::add(ctx.now, m.saturating_sub(std::time::Duration::from_secs(86_400)))))];
