@@ -29,9 +29,27 @@ struct Setup {
     clock: ManualClock,
 }
 
-/// The page at `/settings/tokens`; the signed-in user is the `x-user` header (the host's
-/// login, here), an admin with `x-admin: 1`.
+/// The signed-in user is the `x-user` header (the host's login, here), an admin with
+/// `x-admin: 1`.
+fn identify(req: &http::request::Parts) -> std::future::Ready<Option<User>> {
+    let name = req
+        .headers
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let admin = req.headers.contains_key("x-admin");
+    std::future::ready(name.map(|n| User::new(n).with_admin(admin)))
+}
+
+type Identity = fn(&http::request::Parts) -> std::future::Ready<Option<User>>;
+
+/// The page at `/settings/tokens`.
 fn setup() -> Setup {
+    setup_with(|page| page)
+}
+
+/// The page at `/settings/tokens`, with `options`.
+fn setup_with(options: impl FnOnce(TokenPage<Identity>) -> TokenPage<Identity>) -> Setup {
     let store = Arc::new(MemoryStore::new());
     let clock = ManualClock::starting_now();
     let auth = Authenticator::builder(store.clone())
@@ -40,20 +58,11 @@ fn setup() -> Setup {
     // Delivers the audit log's events to the store, as a host's server does.
     tokio::spawn(auth.background());
     let manager = Manager::new(auth.clone());
-    let identify = |req: &http::request::Parts| {
-        let name = req
-            .headers
-            .get("x-user")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let admin = req.headers.contains_key("x-admin");
-        async move { name.map(|n| User::new(n).with_admin(admin)) }
-    };
-    let page = TokenPage::new(manager.clone(), identify)
+    let page = TokenPage::new(manager.clone(), identify as Identity)
         .with_scope("repo:read".parse::<Scope>().unwrap(), "Read repositories")
         .with_scope("repo:write".parse::<Scope>().unwrap(), "Push <b>code</b>");
     Setup {
-        app: Router::new().nest(BASE, page.router()),
+        app: Router::new().nest(BASE, options(page).router()),
         auth,
         manager,
         store,
@@ -977,4 +986,42 @@ async fn the_browsers_own_same_origin_word_is_enough_and_a_page_past_the_end_say
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let r = b.get("?page=7").await;
     assert!(r.body.contains("Nothing on this page"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_client_address_comes_from_where_the_host_says() {
+    for (source, want) in [
+        (None, None),
+        (
+            Some(tower_pat::ClientAddress::x_forwarded_for(1)),
+            Some("203.0.113.7"),
+        ),
+    ] {
+        let s = setup_with(|page| match source {
+            Some(c) => page.with_client_address(c),
+            None => page,
+        });
+        let mut b = Browser::new(&s, "alice");
+        let csrf = b.get("/new").await.csrf();
+        let r = b
+            .post_with(
+                "/new",
+                &[
+                    ("csrf", &csrf),
+                    ("name", "x"),
+                    ("full_access", "1"),
+                    ("expiry", "7"),
+                ],
+                &[
+                    ("x-forwarded-for", "203.0.113.7"),
+                    ("user-agent", "probe/1"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        let page = s.store.list(&ListQuery::new()).await.unwrap();
+        let view = tower_pat::manage::TokenView::from(&page.items[0]);
+        assert_eq!(view.created_ip.map(|ip| ip.to_string()).as_deref(), want);
+        assert_eq!(view.created_user_agent.as_deref(), Some("probe/1"));
+    }
 }

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -65,6 +65,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::events::Origin;
+use crate::layer::ClientAddress;
 use crate::manage::{
     Actor, CreateTokenRequest, IssuedToken, ManageError, Manager, RotateRequest, TokenPatch,
 };
@@ -154,6 +155,7 @@ pub struct TokenPage<I> {
     identify: I,
     catalogue: Vec<(Scope, String)>,
     secure_cookie: bool,
+    client_address: ClientAddress,
 }
 
 impl<I: Identify> TokenPage<I> {
@@ -165,7 +167,17 @@ impl<I: Identify> TokenPage<I> {
             identify,
             catalogue: Vec::new(),
             secure_cookie: false,
+            client_address: ClientAddress::default(),
         }
+    }
+
+    /// Where the audit log's events find the client's address (default: the
+    /// connection's); behind a reverse proxy, the same setting as the layer's, e.g.
+    /// [`ClientAddress::x_forwarded_for`].
+    #[must_use]
+    pub fn with_client_address(mut self, source: ClientAddress) -> Self {
+        self.client_address = source;
+        self
     }
 
     /// Marks the page's cookie `Secure` always (`true`), not only when a request shows
@@ -198,6 +210,7 @@ impl<I: Identify> TokenPage<I> {
             identify: self.identify,
             catalogue: self.catalogue,
             secure_cookie: self.secure_cookie,
+            client_address: self.client_address,
             key,
             shown: Mutex::new(VecDeque::new()),
         });
@@ -241,6 +254,7 @@ struct Ui<I> {
     identify: I,
     catalogue: Vec<(Scope, String)>,
     secure_cookie: bool,
+    client_address: ClientAddress,
     /// Keys the forms' tokens; `None` if the system had no randomness at start.
     key: Option<[u8; 32]>,
     shown: Mutex<VecDeque<Slot>>,
@@ -342,10 +356,7 @@ impl<I: Identify> Ui<I> {
             &mut self.shown.lock().unwrap_or_else(|e| e.into_inner()),
             Instant::now(),
         );
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_canonical());
+        let client = self.client_address.of(&parts.headers, &parts.extensions);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
