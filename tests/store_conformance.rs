@@ -848,6 +848,17 @@ mod suite {
         let mut q = EventQuery::new();
         q.kind = Some("expiring_soon".into());
         queries.push(("type", q));
+        let mut q = EventQuery::new().token(tokens[1]);
+        q.kind = Some("changed".into());
+        queries.push(("token, type", q));
+        let mut q = EventQuery::new().token(tokens[2]).owner("alice");
+        q.since = Some(T0 + secs(60 * 5));
+        q.until = Some(T0 + secs(60 * 26));
+        queries.push(("token, owner, since, until", q));
+        queries.push((
+            "token of another owner",
+            EventQuery::new().token(tokens[1]).owner("alice"),
+        ));
         let mut q = EventQuery::new().owner("alice");
         q.since = Some(T0 + secs(60 * 10));
         q.until = Some(T0 + secs(60 * 20));

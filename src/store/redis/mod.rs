@@ -7,7 +7,7 @@ use redis::{AsyncCommands, Script};
 
 mod scripts;
 
-use scripts::{DELETE, EVENTS, INSERT, LIST, PRUNE_EVENTS, REPLACE, TOUCH, UPDATE};
+use scripts::{APPEND_EVENTS, DELETE, EVENTS, INSERT, LIST, PRUNE_EVENTS, REPLACE, TOUCH, UPDATE};
 
 use crate::events::Event;
 use crate::record::TokenRecord;
@@ -32,6 +32,10 @@ use crate::token::TokenId;
 /// | `<p>z:name` | sorted set | `name \0 id`, all scored 0 (lexicographic) |
 /// | `<p>o:<owner>:created` … `<p>o:<owner>:name` | sorted sets | the same four, per owner |
 /// | `<p>changes` | pub/sub channel | change messages |
+/// | `<p>events` | stream | the audit log: `at`, `token`, `owner`, `type`, the event's JSON `e` |
+/// | `<p>events:t:<id>` | stream | that token's events, under the same entry ids (the index a listing by token reads) |
+/// | `<p>events:indexed` | string | the first entry id indexed by token (older entries are only in `<p>events`) |
+/// | `<p>r:<id>:<lead>:<end>` | string | an expiry reminder already claimed |
 ///
 /// Writes are Lua scripts, so a token and its index entries change atomically; touches
 /// move `last_used` and the sliding expiry forward only, atomically too. (The scripts
@@ -63,6 +67,7 @@ pub struct RedisStore {
     client: redis::Client,
     prefix: String,
     instance: String,
+    audit_capacity: u64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -178,8 +183,8 @@ impl RedisStore {
     /// Key prefix used by [`connect`](Self::connect).
     pub const DEFAULT_PREFIX: &'static str = "pat:";
 
-    /// About how many events the audit log (a stream, `<prefix>events`) keeps; the
-    /// oldest go first (`XADD … MAXLEN ~`).
+    /// How many events the audit log (a stream, `<prefix>events`) keeps by default; the
+    /// oldest go first. See [`with_audit_capacity`](Self::with_audit_capacity).
     pub const AUDIT_CAPACITY: u64 = 100_000;
 
     /// Seconds a claimed reminder (`<prefix>r:<id>:<lead>:<expiry>`) is kept beyond its
@@ -212,7 +217,16 @@ impl RedisStore {
             client,
             prefix: prefix.to_owned(),
             instance: codec::instance_id(),
+            audit_capacity: Self::AUDIT_CAPACITY,
         })
+    }
+
+    /// Keeps at most `events` in the audit log (default [`AUDIT_CAPACITY`](Self::AUDIT_CAPACITY));
+    /// beyond, each append deletes the oldest. At least 1.
+    #[must_use]
+    pub fn with_audit_capacity(mut self, events: u64) -> Self {
+        self.audit_capacity = events.max(1);
+        self
     }
 
     /// The key prefix.
@@ -227,10 +241,6 @@ impl RedisStore {
 
     fn token_key(&self, id: &TokenId) -> String {
         format!("{}t:{id}", self.prefix)
-    }
-
-    fn events_key(&self) -> String {
-        format!("{}events", self.prefix)
     }
 
     fn channel(&self) -> String {
@@ -462,31 +472,24 @@ impl TokenStore for RedisStore {
     }
 
     async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        for e in events {
-            let json = serde_json::to_string(e)
-                .map_err(|err| StoreError::Invalid(format!("cannot encode an event: {err}")))?;
-            pipe.cmd("XADD")
-                .arg(self.events_key())
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(Self::AUDIT_CAPACITY)
-                .arg("*")
-                .arg("at")
-                .arg(e.at.unix_timestamp())
-                .arg("token")
-                .arg(e.token_id.as_str())
-                .arg("owner")
-                .arg(&e.owner)
-                .arg("type")
-                .arg(e.kind.name())
-                .arg("e")
-                .arg(json)
-                .ignore();
+        // A few hundred events per script call: one round trip each, short scripts.
+        for chunk in events.chunks(256) {
+            let mut call = APPEND_EVENTS.prepare_invoke();
+            call.arg(&self.prefix).arg("").arg(self.audit_capacity);
+            for e in chunk {
+                let json = serde_json::to_string(e)
+                    .map_err(|err| StoreError::Invalid(format!("cannot encode an event: {err}")))?;
+                call.arg(e.at.unix_timestamp())
+                    .arg(e.token_id.as_str())
+                    .arg(&e.owner)
+                    .arg(e.kind.name())
+                    .arg(json);
+            }
+            call.invoke_async::<i64>(&mut self.conn.clone())
+                .await
+                .map_err(failed)?;
         }
-        pipe.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(failed)
+        Ok(())
     }
 
     async fn list_events(&self, q: &EventQuery) -> Result<Page<Event>, StoreError> {

@@ -236,11 +236,45 @@ return out
     )
 });
 
-/// The audit log, a stream `<prefix>events` whose entries hold `at`, `token`, `owner`,
-/// `type` and the event's JSON (`e`). `ARGV[3]`, `ARGV[4]`: offset, limit; `ARGV[5..9]`:
+/// Appends events to the audit log: the stream `<prefix>events` (fields `at`, `token`,
+/// `owner`, `type` and the event's JSON `e`), and each under the same entry id in its
+/// token's stream `<prefix>events:t:<id>` (the index a listing by token reads). The
+/// first id so indexed is kept in `<prefix>events:indexed`: older entries (written
+/// before the index existed) are only in the main stream. Beyond `ARGV[3]` entries the
+/// oldest are deleted from both streams, so the index never holds an entry the log lost.
+/// `ARGV[4..]`: five values per event: at (unix seconds), token id, owner, type, JSON.
+pub(super) static APPEND_EVENTS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local key = P .. 'events'
+local cap = tonumber(ARGV[3])
+for i = 4, #ARGV, 5 do
+  local at, tok, owner, ty, e = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local id = redis.call('XADD', key, '*', 'at', at, 'token', tok, 'owner', owner, 'type', ty, 'e', e)
+  redis.call('XADD', key .. ':t:' .. tok, id, 'at', at, 'owner', owner, 'type', ty, 'e', e)
+  redis.call('SET', key .. ':indexed', id, 'NX')
+end
+local excess = redis.call('XLEN', key) - cap
+if excess > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', excess)) do
+    local f = entry[2]
+    for j = 1, #f, 2 do
+      if f[j] == 'token' then redis.call('XDEL', key .. ':t:' .. f[j + 1], entry[1]) end
+    end
+    redis.call('XDEL', key, entry[1])
+  end
+end
+return 0
+"#,
+    )
+});
+
+/// The audit log, newest first. `ARGV[3]`, `ARGV[4]`: offset, limit; `ARGV[5..9]`:
 /// filters, each `-` (absent) or `+<value>`: token id, owner, type, since, until (unix
-/// seconds). Returns `{total, json…}`, newest first: the Lua form of
-/// [`EventQuery::matches`](crate::store::EventQuery::matches).
+/// seconds). Returns `{total, json…}`: the Lua form of
+/// [`EventQuery::matches`](crate::store::EventQuery::matches). With a token id it reads
+/// that token's stream, then the main stream only before `<prefix>events:indexed`
+/// (entries older than the index); without, the whole main stream.
 pub(super) static EVENTS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -248,25 +282,41 @@ local key = P .. 'events'
 local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
 local function opt(i) local v = ARGV[i]; if string.sub(v, 1, 1) == '+' then return string.sub(v, 2) end return nil end
 local f_token, f_owner, f_type, f_since, f_until = opt(5), opt(6), opt(7), opt(8), opt(9)
-local total, out, last = 0, {}, '+'
-while true do
-  local batch = redis.call('XREVRANGE', key, last, '-', 'COUNT', 500)
-  local n = #batch
-  if last ~= '+' and n > 0 then table.remove(batch, 1) end
-  if #batch == 0 then break end
-  for _, entry in ipairs(batch) do
-    last = entry[1]
-    local f, h = entry[2], {}
-    for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
-    local at = tonumber(h['at'])
-    if (not f_token or h['token'] == f_token) and (not f_owner or h['owner'] == f_owner)
-       and (not f_type or h['type'] == f_type)
-       and (not f_since or at >= tonumber(f_since)) and (not f_until or at < tonumber(f_until)) then
-      total = total + 1
-      if total > offset and #out < limit then out[#out + 1] = h['e'] end
+local total, out = 0, {}
+-- Walks `stream` newest first from `from` (a range start: '+', or '(' .. id for below
+-- that id), counting the matches and keeping the page; `check_token`: the entries name
+-- their token (the main stream), so it is checked.
+local function walk(stream, from, check_token)
+  local start = from
+  while true do
+    local batch = redis.call('XREVRANGE', stream, start, '-', 'COUNT', 500)
+    for _, entry in ipairs(batch) do
+      local f, h = entry[2], {}
+      for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
+      local at = tonumber(h['at'])
+      if (not check_token or h['token'] == f_token)
+         and (not f_owner or h['owner'] == f_owner)
+         and (not f_type or h['type'] == f_type)
+         and (not f_since or at >= tonumber(f_since)) and (not f_until or at < tonumber(f_until)) then
+        total = total + 1
+        if total > offset and #out < limit then out[#out + 1] = h['e'] end
+      end
     end
+    if #batch < 500 then return end
+    start = '(' .. batch[#batch][1]
   end
-  if n < 500 then break end
+end
+if f_token then
+  local indexed = redis.call('GET', key .. ':indexed')
+  if indexed then
+    walk(key .. ':t:' .. f_token, '+', false)
+    -- Entries older than the index are only in the main stream.
+    walk(key, '(' .. indexed, true)
+  else
+    walk(key, '+', true)
+  end
+else
+  walk(key, '+', false)
 end
 table.insert(out, 1, tostring(total))
 return out
@@ -275,7 +325,8 @@ return out
 });
 
 /// Deletes the audit log's entries whose `at` is before `ARGV[3]`, oldest first, up to
-/// the first that is not. Returns how many it deleted.
+/// the first that is not, from the main stream and their token's. Returns how many it
+/// deleted.
 pub(super) static PRUNE_EVENTS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -286,8 +337,13 @@ while true do
   if #batch == 0 then return deleted end
   for _, entry in ipairs(batch) do
     local f, at = entry[2], nil
-    for i = 1, #f, 2 do if f[i] == 'at' then at = tonumber(f[i + 1]) end end
+    local tok = nil
+    for i = 1, #f, 2 do
+      if f[i] == 'at' then at = tonumber(f[i + 1]) end
+      if f[i] == 'token' then tok = f[i + 1] end
+    end
     if at and at >= tonumber(ARGV[3]) then return deleted end
+    if tok then redis.call('XDEL', key .. ':t:' .. tok, entry[1]) end
     redis.call('XDEL', key, entry[1])
     deleted = deleted + 1
   end
