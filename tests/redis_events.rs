@@ -1,6 +1,7 @@
-//! The Redis audit log's index by token (`<prefix>events:t:<id>`): a listing by token
-//! reads only that token's entries, and finds the entries written before the index
-//! existed in the main stream; the capacity and the pruning remove entries from both.
+//! The Redis audit log's indexes by token and by owner (`<prefix>events:t:<id>`,
+//! `<prefix>events:o:<owner>`): a listing by either reads only those entries, and finds
+//! the entries written before the indexes existed in the main stream; the capacity and
+//! the pruning remove entries from all of them.
 //! Needs `PAT_TEST_REDIS_URL` (skipped without it).
 #![cfg(feature = "redis")]
 
@@ -50,8 +51,9 @@ async fn listing_by_token_uses_the_index_and_finds_older_entries_in_the_log() {
     let (a, b) = (TokenId::generate(), TokenId::generate());
     // Entries as a version without the index wrote them: in the main stream only.
     let mut conn = store.connection();
+    let owner = |t: TokenId| if t == a { "alice" } else { "bob" };
     for (m, t) in [(1, a), (2, b), (3, a)] {
-        let e = event(m, t, "alice");
+        let e = event(m, t, owner(t));
         let _: String = redis::cmd("XADD")
             .arg(format!("{prefix}events"))
             .arg("*")
@@ -60,7 +62,7 @@ async fn listing_by_token_uses_the_index_and_finds_older_entries_in_the_log() {
             .arg("token")
             .arg(t.to_string())
             .arg("owner")
-            .arg("alice")
+            .arg(owner(t))
             .arg("type")
             .arg("first_use")
             .arg("e")
@@ -72,7 +74,7 @@ async fn listing_by_token_uses_the_index_and_finds_older_entries_in_the_log() {
     // Then this version's appends.
     store
         .append_events(&[
-            event(4, b, "alice"),
+            event(4, b, "bob"),
             event(5, a, "alice"),
             event(6, a, "alice"),
         ])
@@ -85,6 +87,17 @@ async fn listing_by_token_uses_the_index_and_finds_older_entries_in_the_log() {
         (2, vec![4, 2])
     );
     assert_eq!(minutes(&store, EventQuery::new()).await.0, 6);
+    // By owner, through the owner's index, the same way.
+    let alice = EventQuery::new().owner("alice");
+    assert_eq!(minutes(&store, alice.clone()).await, (4, vec![6, 5, 3, 1]));
+    assert_eq!(
+        minutes(&store, EventQuery::new().owner("bob")).await,
+        (2, vec![4, 2])
+    );
+    assert_eq!(
+        minutes(&store, EventQuery::new().owner("bob").token(a)).await,
+        (0, vec![])
+    );
     let page2 = store.list_events(&by_a.clone().page(2, 3)).await.unwrap();
     assert_eq!(page2.total, 4);
     assert_eq!(page2.items.len(), 1, "the last one, from before the index");
@@ -104,6 +117,7 @@ async fn listing_by_token_uses_the_index_and_finds_older_entries_in_the_log() {
         5
     );
     assert_eq!(minutes(&store, by_a).await, (1, vec![6]));
+    assert_eq!(minutes(&store, alice).await, (1, vec![6]));
     let indexed: u64 = redis::cmd("XLEN")
         .arg(format!("{prefix}events:t:{a}"))
         .query_async(&mut conn)
@@ -149,5 +163,11 @@ async fn the_capacity_drops_the_oldest_from_the_log_and_the_index() {
         .await
         .unwrap();
     assert_eq!(left, 1, "b's older entries left the index with the log");
+    let by_owner: u64 = redis::cmd("XLEN")
+        .arg(format!("{prefix}events:o:alice"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(by_owner, 5);
     store_env::delete_prefix(&url, &prefix).await;
 }

@@ -33,8 +33,8 @@ use crate::token::TokenId;
 /// | `<p>o:<owner>:created` … `<p>o:<owner>:name` | sorted sets | the same four, per owner |
 /// | `<p>changes` | pub/sub channel | change messages |
 /// | `<p>events` | stream | the audit log: `at`, `token`, `owner`, `type`, the event's JSON `e` |
-/// | `<p>events:t:<id>` | stream | that token's events, under the same entry ids (the index a listing by token reads) |
-/// | `<p>events:indexed` | string | the first entry id indexed by token (older entries are only in `<p>events`) |
+/// | `<p>events:t:<id>`, `<p>events:o:<owner>` | stream | that token's, that owner's events under the same entry ids, without the JSON (the indexes a listing by token or by owner reads) |
+/// | `<p>events:indexed` | string | the first entry id indexed (older entries are only in `<p>events`) |
 /// | `<p>r:<id>:<lead>:<end>` | string | an expiry reminder already claimed |
 ///
 /// Writes are Lua scripts, so a token and its index entries change atomically; touches

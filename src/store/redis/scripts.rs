@@ -236,45 +236,58 @@ return out
     )
 });
 
+/// Shared by the audit log's scripts: `forget(entry)` deletes one entry of the main
+/// stream (as `XRANGE` returns it) from the stream and from its token's and owner's
+/// indexes.
+const FORGET_EVENT: &str = r#"
+local function forget(key, entry)
+  local f, tok, owner = entry[2], nil, nil
+  for j = 1, #f, 2 do
+    if f[j] == 'token' then tok = f[j + 1] elseif f[j] == 'owner' then owner = f[j + 1] end
+  end
+  if tok then redis.call('XDEL', key .. ':t:' .. tok, entry[1]) end
+  if owner then redis.call('XDEL', key .. ':o:' .. owner, entry[1]) end
+  redis.call('XDEL', key, entry[1])
+end
+"#;
+
 /// Appends events to the audit log: the stream `<prefix>events` (fields `at`, `token`,
-/// `owner`, `type` and the event's JSON `e`), and each under the same entry id in its
-/// token's stream `<prefix>events:t:<id>` (the index a listing by token reads). The
-/// first id so indexed is kept in `<prefix>events:indexed`: older entries (written
-/// before the index existed) are only in the main stream. Beyond `ARGV[3]` entries the
-/// oldest are deleted from both streams, so the index never holds an entry the log lost.
-/// `ARGV[4..]`: five values per event: at (unix seconds), token id, owner, type, JSON.
+/// `owner`, `type` and the event's JSON `e`), and, under the same entry id and without
+/// the JSON, into the indexes `<prefix>events:t:<token id>` and
+/// `<prefix>events:o:<owner>` that a listing by token or by owner reads. The first id so
+/// indexed is kept in `<prefix>events:indexed`: older entries (written before the
+/// indexes existed) are only in the main stream. Beyond `ARGV[3]` entries the oldest
+/// are deleted from the stream and the indexes. `ARGV[4..]`: five values per event: at
+/// (unix seconds), token id, owner, type, JSON.
 pub(super) static APPEND_EVENTS: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    script(&format!(
+        "{FORGET_EVENT}{}",
         r#"
 local key = P .. 'events'
 local cap = tonumber(ARGV[3])
 for i = 4, #ARGV, 5 do
   local at, tok, owner, ty, e = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local id = redis.call('XADD', key, '*', 'at', at, 'token', tok, 'owner', owner, 'type', ty, 'e', e)
-  redis.call('XADD', key .. ':t:' .. tok, id, 'at', at, 'owner', owner, 'type', ty, 'e', e)
+  redis.call('XADD', key .. ':t:' .. tok, id, 'at', at, 'token', tok, 'owner', owner, 'type', ty)
+  redis.call('XADD', key .. ':o:' .. owner, id, 'at', at, 'token', tok, 'owner', owner, 'type', ty)
   redis.call('SET', key .. ':indexed', id, 'NX')
 end
 local excess = redis.call('XLEN', key) - cap
 if excess > 0 then
-  for _, entry in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', excess)) do
-    local f = entry[2]
-    for j = 1, #f, 2 do
-      if f[j] == 'token' then redis.call('XDEL', key .. ':t:' .. f[j + 1], entry[1]) end
-    end
-    redis.call('XDEL', key, entry[1])
-  end
+  for _, entry in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', excess)) do forget(key, entry) end
 end
 return 0
-"#,
-    )
+"#
+    ))
 });
 
 /// The audit log, newest first. `ARGV[3]`, `ARGV[4]`: offset, limit; `ARGV[5..9]`:
 /// filters, each `-` (absent) or `+<value>`: token id, owner, type, since, until (unix
 /// seconds). Returns `{total, json…}`: the Lua form of
 /// [`EventQuery::matches`](crate::store::EventQuery::matches). With a token id it reads
-/// that token's stream, then the main stream only before `<prefix>events:indexed`
-/// (entries older than the index); without, the whole main stream.
+/// that token's index, else with an owner that owner's index, then the main stream only
+/// before `<prefix>events:indexed` (entries older than the indexes); the JSON of the
+/// page's entries comes from the main stream. Otherwise it reads the whole main stream.
 pub(super) static EVENTS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -284,9 +297,9 @@ local function opt(i) local v = ARGV[i]; if string.sub(v, 1, 1) == '+' then retu
 local f_token, f_owner, f_type, f_since, f_until = opt(5), opt(6), opt(7), opt(8), opt(9)
 local total, out = 0, {}
 -- Walks `stream` newest first from `from` (a range start: '+', or '(' .. id for below
--- that id), counting the matches and keeping the page; `check_token`: the entries name
--- their token (the main stream), so it is checked.
-local function walk(stream, from, check_token)
+-- that id), counting the matches and keeping the page's JSON (read from the main stream
+-- for an index's entries, which have none).
+local function walk(stream, from)
   local start = from
   while true do
     local batch = redis.call('XREVRANGE', stream, start, '-', 'COUNT', 500)
@@ -294,29 +307,35 @@ local function walk(stream, from, check_token)
       local f, h = entry[2], {}
       for i = 1, #f, 2 do h[f[i]] = f[i + 1] end
       local at = tonumber(h['at'])
-      if (not check_token or h['token'] == f_token)
+      if (not f_token or h['token'] == f_token)
          and (not f_owner or h['owner'] == f_owner)
          and (not f_type or h['type'] == f_type)
          and (not f_since or at >= tonumber(f_since)) and (not f_until or at < tonumber(f_until)) then
         total = total + 1
-        if total > offset and #out < limit then out[#out + 1] = h['e'] end
+        if total > offset and #out < limit then
+          local e = h['e']
+          if not e then
+            local main = redis.call('XRANGE', key, entry[1], entry[1])
+            if main[1] then
+              local mf = main[1][2]
+              for i = 1, #mf, 2 do if mf[i] == 'e' then e = mf[i + 1] end end
+            end
+          end
+          if e then out[#out + 1] = e end
+        end
       end
     end
     if #batch < 500 then return end
     start = '(' .. batch[#batch][1]
   end
 end
-if f_token then
-  local indexed = redis.call('GET', key .. ':indexed')
-  if indexed then
-    walk(key .. ':t:' .. f_token, '+', false)
-    -- Entries older than the index are only in the main stream.
-    walk(key, '(' .. indexed, true)
-  else
-    walk(key, '+', true)
-  end
+local indexed = redis.call('GET', key .. ':indexed')
+if indexed and (f_token or f_owner) then
+  if f_token then walk(key .. ':t:' .. f_token, '+') else walk(key .. ':o:' .. f_owner, '+') end
+  -- Entries older than the indexes are only in the main stream.
+  walk(key, '(' .. indexed)
 else
-  walk(key, '+', false)
+  walk(key, '+')
 end
 table.insert(out, 1, tostring(total))
 return out
@@ -325,10 +344,11 @@ return out
 });
 
 /// Deletes the audit log's entries whose `at` is before `ARGV[3]`, oldest first, up to
-/// the first that is not, from the main stream and their token's. Returns how many it
+/// the first that is not, from the main stream and the indexes. Returns how many it
 /// deleted.
 pub(super) static PRUNE_EVENTS: LazyLock<Script> = LazyLock::new(|| {
-    script(
+    script(&format!(
+        "{FORGET_EVENT}{}",
         r#"
 local key = P .. 'events'
 local deleted = 0
@@ -337,17 +357,12 @@ while true do
   if #batch == 0 then return deleted end
   for _, entry in ipairs(batch) do
     local f, at = entry[2], nil
-    local tok = nil
-    for i = 1, #f, 2 do
-      if f[i] == 'at' then at = tonumber(f[i + 1]) end
-      if f[i] == 'token' then tok = f[i + 1] end
-    end
+    for i = 1, #f, 2 do if f[i] == 'at' then at = tonumber(f[i + 1]) end end
     if at and at >= tonumber(ARGV[3]) then return deleted end
-    if tok then redis.call('XDEL', key .. ':t:' .. tok, entry[1]) end
-    redis.call('XDEL', key, entry[1])
+    forget(key, entry)
     deleted = deleted + 1
   end
 end
-"#,
-    )
+"#
+    ))
 });
