@@ -173,6 +173,13 @@ impl fmt::Display for EventActor {
     }
 }
 
+/// A request's `User-Agent`, when it is text: what an [`Origin`] records.
+pub(crate) fn user_agent(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// Where a request came from, for the events it causes: its client's address and user
 /// agent (cut to 256 characters, control characters dropped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -47,6 +47,8 @@ mod router;
 
 pub use error::{ApiError, ErrorBody};
 pub use openapi::document;
+#[cfg(feature = "ui")]
+pub(crate) use router::encode;
 pub use router::{AdminApi, EventList, RevokeAnswer, RevokeRequest, TokenList, BASE};
 
 /// The admin router: mount it behind [`PatLayer`](crate::PatLayer).

@@ -64,10 +64,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
                         .map(|c| c.0.ip().to_canonical())
                 });
-                let user_agent = parts
-                    .headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok());
+                let user_agent = crate::events::user_agent(&parts.headers);
                 Ok(Caller(
                     Actor::Principal(p.clone()),
                     Origin::new(client, user_agent),
@@ -410,7 +407,7 @@ fn number(key: &str, v: &str, min: u32, max: u32) -> Result<u32, ManageError> {
 }
 
 /// Percent-encodes a query component.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {

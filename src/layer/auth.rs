@@ -10,6 +10,8 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::events::user_agent;
+
 use super::ClientAddress;
 use crate::authenticator::{Authenticator, Check, Credential, PendingCheck};
 use crate::credentials::{
@@ -65,6 +67,27 @@ struct Shared<R> {
     auth: Authenticator,
     config: Config,
     on_rejection: R,
+}
+
+impl<R> Shared<R> {
+    /// A valid token's principal, made ready for the inner service: what its use still
+    /// needs done (a first use, a new client, a due write: [`Principal`]'s follow-up
+    /// bits, with the `User-Agent` read only then), the challenge and the client address.
+    #[inline]
+    fn admit(
+        &self,
+        mut principal: Principal,
+        client: Option<IpAddr>,
+        headers: &http::HeaderMap,
+    ) -> Principal {
+        if principal.has_followup() {
+            self.auth
+                .follow_up(&mut principal, client, user_agent(headers));
+        }
+        principal
+            .with_challenge(self.config.challenge.clone())
+            .with_client(client)
+    }
 }
 
 impl<R> fmt::Debug for PatLayer<R> {
@@ -314,13 +337,6 @@ fn authorize_now(
     }
 }
 
-/// The request's `User-Agent`, when it is text.
-fn user_agent(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-}
-
 /// Set once the layer has warned that a request came with no client address.
 static WARNED_NO_ADDRESS: AtomicBool = AtomicBool::new(false);
 
@@ -392,15 +408,8 @@ where
         let decided = authorize_now(&shared.auth, &shared.config, header, client);
         // Cached tokens and bad requests are decided here, with nothing cloned or boxed.
         let pending = match decided {
-            Now::Decided(Ok(mut principal)) => {
-                if principal.has_followup() {
-                    shared
-                        .auth
-                        .follow_up(&mut principal, client, user_agent(req.headers()));
-                }
-                let principal = principal
-                    .with_challenge(shared.config.challenge.clone())
-                    .with_client(client);
+            Now::Decided(Ok(principal)) => {
+                let principal = shared.admit(principal, client, req.headers());
                 if shared.config.expiration_header {
                     // Opt-in: a future of its own, so the default's future stays as small.
                     let stamp = expiration_stamp(&principal);
@@ -434,15 +443,8 @@ where
                 .await
                 .map_err(|e| Rejection::from_auth_error(&e, config.challenge.clone()));
             match verdict {
-                Ok(mut principal) => {
-                    if principal.has_followup() {
-                        shared
-                            .auth
-                            .follow_up(&mut principal, client, user_agent(req.headers()));
-                    }
-                    let principal = principal
-                        .with_challenge(config.challenge.clone())
-                        .with_client(client);
+                Ok(principal) => {
+                    let principal = shared.admit(principal, client, req.headers());
                     let stamp = config
                         .expiration_header
                         .then(|| expiration_stamp(&principal))

@@ -154,9 +154,7 @@ impl ForwardAuth {
             }
         };
         let client = self.client_address.of(headers, &req.extensions);
-        let user_agent = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
+        let user_agent = crate::events::user_agent(headers);
         let credential = Credential::from(&credentials)
             .with_client(client)
             .with_user_agent(user_agent);

@@ -71,6 +71,7 @@ use crate::manage::{
 };
 use crate::scope::Scope;
 use crate::store::{EventQuery, ListQuery};
+use crate::token::{hex, unhex};
 
 use form::Form;
 use pages::Flash;
@@ -320,6 +321,13 @@ impl Ctx {
 }
 
 impl<I: Identify> Ui<I> {
+    /// A page's request (no body): its head and context, or the answer to give instead.
+    async fn open(&self, req: Request) -> Result<(Parts, Ctx), Response> {
+        let (parts, _) = req.into_parts();
+        let ctx = self.ctx(&parts).await?;
+        Ok((parts, ctx))
+    }
+
     /// The request's context, or the answer to give instead (401 for nobody signed in).
     async fn ctx(&self, parts: &Parts) -> Result<Ctx, Response> {
         let Some(user) = self.identify.identify(parts).await else {
@@ -357,10 +365,7 @@ impl<I: Identify> Ui<I> {
             Instant::now(),
         );
         let client = self.client_address.of(&parts.headers, &parts.extensions);
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
+        let user_agent = crate::events::user_agent(&parts.headers);
         Ok(Ctx {
             user,
             base,
@@ -516,7 +521,7 @@ fn browser_cookie(headers: &HeaderMap) -> Option<[u8; 32]> {
         for pair in v.split(';') {
             if let Some((k, val)) = pair.trim().split_once('=') {
                 if k == COOKIE {
-                    found = unhex32(val);
+                    found = unhex(val);
                 }
             }
         }
@@ -550,27 +555,6 @@ fn same_origin(parts: &Parts) -> bool {
         || ["x-forwarded-host", "host"]
             .iter()
             .any(|name| named(headers.get(*name).and_then(|h| h.to_str().ok())))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in s.chunks(2).enumerate() {
-        let d = |c: u8| (c as char).to_digit(16);
-        out[i] = u8::try_from(d(pair[0])? * 16 + d(pair[1])?).ok()?;
-    }
-    Some(out)
 }
 
 /// Splits a request; the body only for forms, at most [`MAX_FORM`] bytes.
@@ -618,9 +602,8 @@ fn failure(ctx: &Ctx, e: &ManageError) -> Response {
 }
 
 async fn list<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let ctx = match ui.ctx(&parts).await {
-        Ok(c) => c,
+    let (parts, ctx) = match ui.open(req).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let params = Form::parse(parts.uri.query().unwrap_or_default().as_bytes());
@@ -660,9 +643,8 @@ async fn list<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Respon
 }
 
 async fn new_form<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Response {
-    let (parts, _) = req.into_parts();
-    let ctx = match ui.ctx(&parts).await {
-        Ok(c) => c,
+    let (_, ctx) = match ui.open(req).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let form = pages::CreateForm::default();
@@ -677,31 +659,25 @@ async fn new_form<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Re
 }
 
 async fn create<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Response {
-    let (parts, form) = match read_form(req).await {
+    let (ctx, form) = match post_start(&ui, req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let ctx = match ui.ctx(&parts).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !ui.csrf_ok(&parts, &ctx, &form) {
-        return ctx.finish(forged());
-    }
     let filled = pages::CreateForm::from_form(&form);
     let mut errors = pages::FieldErrors::default();
+    let refused = |errors: &pages::FieldErrors| {
+        ctx.finish(pages::create(
+            &ctx,
+            &ui.catalogue,
+            ui.manager.policy(),
+            &filled,
+            errors,
+            StatusCode::BAD_REQUEST,
+        ))
+    };
     let request = match filled.request(&ui.catalogue, &mut errors) {
         Some(r) if errors.is_empty() => r,
-        _ => {
-            return ctx.finish(pages::create(
-                &ctx,
-                &ui.catalogue,
-                ui.manager.policy(),
-                &filled,
-                &errors,
-                StatusCode::BAD_REQUEST,
-            ))
-        }
+        _ => return refused(&errors),
     };
     let request: CreateTokenRequest = match (ctx.user.admin, filled.owner.trim()) {
         (true, o) if !o.is_empty() => CreateTokenRequest {
@@ -722,38 +698,19 @@ async fn create<I: Identify>(State(ui): State<Arc<Ui<I>>>, req: Request) -> Resp
                 },
             ),
         },
-        Err(e) => match pages::FieldErrors::field_of(&e) {
-            // Only admins see the owner field: a user's own name is at fault.
-            Some("owner") if !ctx.user.admin => {
-                errors.set(
+        Err(e) => {
+            let message = pages::sentence(&message_of(&e));
+            match pages::FieldErrors::field_of(&e) {
+                // Only admins see the owner field: a user's own name is at fault.
+                Some("owner") if !ctx.user.admin => errors.set(
                     "form",
-                    format!(
-                        "Your user name cannot own tokens here: {}",
-                        pages::sentence(&message_of(&e))
-                    ),
-                );
-                ctx.finish(pages::create(
-                    &ctx,
-                    &ui.catalogue,
-                    ui.manager.policy(),
-                    &filled,
-                    &errors,
-                    StatusCode::BAD_REQUEST,
-                ))
+                    format!("Your user name cannot own tokens here: {message}"),
+                ),
+                Some(field) => errors.set(field, message),
+                None => return failure(&ctx, &e),
             }
-            Some(field) => {
-                errors.set(field, pages::sentence(&message_of(&e)));
-                ctx.finish(pages::create(
-                    &ctx,
-                    &ui.catalogue,
-                    ui.manager.policy(),
-                    &filled,
-                    &errors,
-                    StatusCode::BAD_REQUEST,
-                ))
-            }
-            None => failure(&ctx, &e),
-        },
+            refused(&errors)
+        }
     }
 }
 
@@ -773,9 +730,8 @@ async fn shown<I: Identify>(
     Path(slot): Path<String>,
     req: Request,
 ) -> Response {
-    let (parts, _) = req.into_parts();
-    let ctx = match ui.ctx(&parts).await {
-        Ok(c) => c,
+    let (_, ctx) = match ui.open(req).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let now = ui.manager.authenticator().clock().now();
@@ -790,9 +746,8 @@ async fn detail<I: Identify>(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let (parts, _) = req.into_parts();
-    let ctx = match ui.ctx(&parts).await {
-        Ok(c) => c,
+    let (parts, ctx) = match ui.open(req).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let m = ui.manager(&ctx);
@@ -897,9 +852,8 @@ async fn revoke_form<I: Identify>(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let (parts, _) = req.into_parts();
-    let ctx = match ui.ctx(&parts).await {
-        Ok(c) => c,
+    let (_, ctx) = match ui.open(req).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     match ui.manager(&ctx).get(&ctx.actor(), &id).await {

@@ -245,7 +245,9 @@ pub(super) fn list(
     let base = &ctx.base;
     let admin = ctx.user.is_admin();
     let pages = page_items.total.div_ceil(u64::from(size.max(1))).max(1);
-    let owner_q = owner.map_or(String::new(), |o| format!("&owner={}", percent(o)));
+    let owner_q = owner.map_or(String::new(), |o| {
+        format!("&owner={}", crate::admin::encode(o))
+    });
     let body = html! {
         div.heading {
             h1 { "Personal access tokens" }
@@ -310,18 +312,6 @@ pub(super) fn list(
         }
     };
     page(Some(ctx), StatusCode::OK, "Your tokens", body)
-}
-
-/// Percent-encodes a query value.
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Errors by form field: `name`, `owner`, `scopes`, `expiry`, or `form` for the rest.
