@@ -534,7 +534,15 @@ fn the_page_in_real_chromium() {
     assert!(token.starts_with("pat_"), "{token}");
     assert!(!b.url().contains(&token), "the token is in no URL");
     b.click("#copy");
-    let copy_status = b.js("return document.getElementById('copy-status').textContent;");
+    // The clipboard answers through a promise: wait for the status line (up to 5 s).
+    let mut copy_status = json!("");
+    for _ in 0..100 {
+        copy_status = b.js("return document.getElementById('copy-status').textContent;");
+        if !copy_status.as_str().unwrap_or_default().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         !copy_status.as_str().unwrap_or_default().is_empty(),
         "the copy button answers"
